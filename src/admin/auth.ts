@@ -1,0 +1,37 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
+
+/**
+ * Bearer-token check for admin calls. Both sides are hashed first so the comparison is
+ * constant-time regardless of the presented token's length.
+ */
+export function tokenChecker(token: string | undefined): (req: IncomingMessage) => boolean {
+  if (!token) return () => true;
+  const want = createHash('sha256').update(token).digest();
+  return (req) => {
+    const h = req.headers.authorization;
+    if (typeof h !== 'string' || !/^Bearer /i.test(h)) return false;
+    const got = createHash('sha256').update(h.slice(7).trim()).digest();
+    return timingSafeEqual(want, got);
+  };
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  const h = host.replace(/^\[|\]$/g, '');
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./i.test(h);
+  return false;
+}
+
+/** Refuses to expose the admin API beyond loopback without a token. */
+export function assertAdminBindable(host: string, token: string | undefined): void {
+  if (!token && !isLoopback(host)) {
+    throw new Error(
+      `refusing to bind the admin API to ${host} without CUTOVER_ADMIN_TOKEN: anyone who can reach it could flip flags. ` +
+        'Set CUTOVER_ADMIN_TOKEN, or bind --admin-host 127.0.0.1.',
+    );
+  }
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/env node
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { cp, mkdir, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfigDir } from './config/load.js';
+import { FilePersistence } from './flags/file-persistence.js';
+import { listenBackend } from './demo/backends.js';
+import { createLogger, silentLogger } from './observability/logger.js';
+import { serve, type Running } from './server.js';
+import { parseDuration } from './util/duration.js';
+
+const pkgRoot = fileURLToPath(new URL('..', import.meta.url));
+const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const SERVE_HELP = `Usage: cutover serve [options]
+
+Runs the proxy and the admin API.
+
+Options:
+  --routes DIR          route config directory (*.yaml, merged)        [./routes]
+  --flags DIR           flag state directory (one JSON file per flag)  [./flags]
+  --port N              proxy port                                     [8080]
+  --host ADDR           proxy bind address                             [0.0.0.0]
+  --admin-port N        admin API port                                 [9090]
+  --admin-host ADDR     admin bind address (non-loopback needs a token) [127.0.0.1]
+  --drain-timeout DUR   on SIGTERM, time in-flight requests get        [10s]
+  -h, --help            this help
+
+Environment:
+  CUTOVER_ADMIN_TOKEN   when set, admin calls need "Authorization: Bearer <token>"
+  LOG_LEVEL             pino level: trace, debug, info, warn, error    [info]
+`;
+
+const CHECK_HELP = `Usage: cutover check --routes DIR [--flags DIR]
+
+Validates route config (and flag files, if --flags is given) and exits non-zero, printing every
+problem with its file and key path, when anything is wrong.
+`;
+
+const DEMO_HELP = `Usage: cutover demo [options]
+
+Starts two sample backends ("legacy" on :7001, "new" on :7002) and the proxy on the shipped
+example config in routes/, then prints curl lines to try. Flag changes are kept in
+.cutover-demo/flags (seeded from the shipped flags/).
+
+Options:
+  --port N          proxy port       [8080]
+  --admin-port N    admin API port   [9090]
+  --flags DIR       flag directory   [.cutover-demo/flags]
+  -h, --help        this help
+`;
+
+const MAIN_HELP = `cutover ${version}: route users between a legacy backend and new services by flag and percentage.
+
+Usage: cutover <command> [options]
+
+Commands:
+  serve     run the proxy and the admin API
+  check     validate routes/ (and flags/) and exit
+  demo      run sample backends and the proxy on the example config
+
+Run "cutover <command> --help" for a command's options.
+`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+function parse(args: string[], options: ParseArgsConfig['options'], help: string): Values {
+  try {
+    const { values } = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    if (values.help) {
+      process.stdout.write(help);
+      process.exit(0);
+    }
+    return values as Values;
+  } catch (err) {
+    fail(`${(err as Error).message}\n\n${help}`);
+  }
+}
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`cutover: ${message}\n`);
+  process.exit(code);
+}
+
+function port(v: string | boolean | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`--${name} must be a port number (0-65535), got ${String(v)}`);
+  return n;
+}
+
+function durationOpt(v: string | boolean | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const ms = parseDuration(String(v));
+  if (ms === undefined) fail(`--${name} must be a duration like 10s or 500ms, got ${String(v)}`);
+  return ms;
+}
+
+function installSignals(running: Running): void {
+  let signalled = false;
+  const stop = (sig: string) => {
+    if (signalled) process.exit(1); // a second signal: the operator wants out now
+    signalled = true;
+    process.stderr.write(`cutover: ${sig} received, draining\n`);
+    running.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => fail(`shutdown failed: ${(err as Error).message}`, 1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function cmdServe(args: string[]): Promise<void> {
+  const v = parse(
+    args,
+    {
+      routes: { type: 'string' },
+      flags: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'admin-port': { type: 'string' },
+      'admin-host': { type: 'string' },
+      'drain-timeout': { type: 'string' },
+    },
+    SERVE_HELP,
+  );
+  const running = await startOrExplain({
+    routesDir: (v.routes as string | undefined) ?? './routes',
+    flagsDir: (v.flags as string | undefined) ?? './flags',
+    port: port(v.port, 'port', 8080),
+    host: (v.host as string | undefined) ?? '0.0.0.0',
+    adminPort: port(v['admin-port'], 'admin-port', 9090),
+    adminHost: (v['admin-host'] as string | undefined) ?? '127.0.0.1',
+    drainTimeoutMs: durationOpt(v['drain-timeout'], 'drain-timeout', 10_000),
+    adminToken: process.env.CUTOVER_ADMIN_TOKEN || undefined,
+  });
+  installSignals(running);
+}
+
+async function startOrExplain(opts: Parameters<typeof serve>[0]): Promise<Running> {
+  try {
+    return await serve(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid config:\n${err.message}`);
+    fail((err as Error).message, 1);
+  }
+}
+
+async function cmdCheck(args: string[]): Promise<void> {
+  const v = parse(args, { routes: { type: 'string' }, flags: { type: 'string' } }, CHECK_HELP);
+  const dir = (v.routes as string | undefined) ?? './routes';
+  let bad = false;
+  try {
+    const cfg = await loadConfigDir(dir);
+    process.stdout.write(`${dir}: ok (${cfg.files.length} file(s), ${cfg.upstreams.size} upstream(s), ${cfg.routes.length} route(s))\n`);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    bad = true;
+  }
+  if (typeof v.flags === 'string') {
+    const found = await new FilePersistence({ dir: v.flags, logger: silentLogger }).scan().catch((err: Error) => fail(`${v.flags}: ${err.message}`));
+    for (const [name, state] of found) {
+      if (state instanceof Error) {
+        process.stderr.write(`${v.flags}/${name}.json: ${state.message}\n`);
+        bad = true;
+      }
+    }
+    if (!bad) process.stdout.write(`${v.flags}: ok (${found.size} flag(s))\n`);
+  }
+  process.exit(bad ? 1 : 0);
+}
+
+async function cmdDemo(args: string[]): Promise<void> {
+  const v = parse(args, { port: { type: 'string' }, 'admin-port': { type: 'string' }, flags: { type: 'string' } }, DEMO_HELP);
+  const flagsDir = (v.flags as string | undefined) ?? '.cutover-demo/flags';
+  if (!(await stat(flagsDir).catch(() => undefined))) {
+    await mkdir(flagsDir, { recursive: true });
+    await cp(`${pkgRoot}/flags`, flagsDir, { recursive: true, filter: (src) => !src.endsWith('audit.log') });
+  }
+  const legacy = await listenBackend('legacy', 7001).catch((e: Error) => fail(`cannot start the legacy sample backend on :7001: ${e.message}`, 1));
+  const fresh = await listenBackend('new', 7002).catch((e: Error) => fail(`cannot start the new sample backend on :7002: ${e.message}`, 1));
+  const p = port(v.port, 'port', 8080);
+  const ap = port(v['admin-port'], 'admin-port', 9090);
+  const running = await startOrExplain({
+    routesDir: `${pkgRoot}/routes`,
+    flagsDir,
+    port: p,
+    host: '127.0.0.1',
+    adminPort: ap,
+    adminHost: '127.0.0.1',
+    drainTimeoutMs: 2000,
+    adminToken: process.env.CUTOVER_ADMIN_TOKEN || undefined,
+    logger: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
+  });
+  const auth = process.env.CUTOVER_ADMIN_TOKEN ? ' -H "Authorization: Bearer $CUTOVER_ADMIN_TOKEN"' : '';
+  process.stdout.write(`
+cutover demo: proxy on http://127.0.0.1:${running.proxyPort}, admin on http://127.0.0.1:${running.adminPort}
+sample backends: legacy on :7001, new on :7002 (routes in ${pkgRoot}routes, flags in ${flagsDir})
+
+Try:
+  # who serves customer 42? (the same user always lands on the same side)
+  curl -s http://127.0.0.1:${running.proxyPort}/api/v1/customers/42 -H 'x-user-id: user-42'
+
+  # see the flags
+  curl -s http://127.0.0.1:${running.adminPort}/api/v1/flags${auth}
+
+  # move 50% of users to the new customer service
+  curl -s -X POST http://127.0.0.1:${running.adminPort}/api/v1/flags/customer_read${auth} \\
+    -H 'Content-Type: application/json' -d '{"enabled": true, "percentage": 50}'
+
+  # count who goes where for 100 users
+  for i in $(seq 1 100); do curl -s http://127.0.0.1:${running.proxyPort}/api/v1/customers/1 -H "x-user-id: u$i"; done | grep -o '"served_by":"[a-z]*"' | sort | uniq -c
+
+  # roll back at once
+  curl -s -X POST http://127.0.0.1:${running.adminPort}/api/v1/flags/customer_read${auth} \\
+    -H 'Content-Type: application/json' -d '{"enabled": false}'
+
+Ctrl-C to stop.
+`);
+  installSignals({
+    ...running,
+    shutdown: async () => {
+      await running.shutdown();
+      legacy.close();
+      fresh.close();
+    },
+  });
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'serve':
+      return cmdServe(rest);
+    case 'check':
+      return cmdCheck(rest);
+    case 'demo':
+      return cmdDemo(rest);
+    case '--version':
+    case '-v':
+      process.stdout.write(`${version}\n`);
+      return;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(MAIN_HELP);
+      return;
+    default:
+      fail(`unknown command "${cmd}"\n\n${MAIN_HELP}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => fail((err as Error).stack ?? String(err), 1));

@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { parseDuration } from '../util/duration.js';
+
+/** Names used in metric labels and URLs: short, printable, no path tricks. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const HTTP_TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const name = (what: string) =>
+  z.string().regex(NAME_RE, `${what} must be 1-128 characters of letters, digits, '_', '.', '-' and start with a letter or digit`);
+
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (use e.g. 300ms, 5s, 2m)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const httpUrl = z.string().transform((v, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `not a URL: ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `only http and https upstreams are supported, got ${u.protocol}` });
+    return z.NEVER;
+  }
+  if (u.search || u.hash || u.username || u.password) {
+    ctx.addIssue({ code: 'custom', message: 'upstream URL must not carry a query, fragment or credentials' });
+    return z.NEVER;
+  }
+  return u;
+});
+
+export const upstreamSchema = z.strictObject({
+  url: httpUrl,
+  /** Max sockets to this upstream (one undici Pool per upstream). */
+  connections: z.number().int().min(1).max(10_000).default(128),
+  connectTimeout: duration.default(2000),
+  /** Idle timers, not deadlines (undici semantics): the route's timeout bounds the attempt. */
+  headersTimeout: duration.default(30_000),
+  bodyTimeout: duration.default(30_000),
+  keepAliveTimeout: duration.default(4000),
+  /** Send the client's Host instead of the upstream's own host (X-Forwarded-Host carries it either way). */
+  preserveHost: z.boolean().default(false),
+});
+
+const jwtSourceSchema = z
+  .strictObject({
+    header: z.string().min(1).default('authorization'),
+    cookie: z.string().min(1).optional(),
+    claim: z.string().min(1).default('sub'),
+    secret: z.string().min(1).optional(),
+    secretEnv: z.string().min(1).optional(),
+    publicKey: z.string().min(1).optional(),
+    jwksUrl: httpUrl.optional(),
+    issuer: z.string().optional(),
+    audience: z.string().optional(),
+    algorithms: z.array(z.string()).optional(),
+    /** Decode without verifying: only for tokens a trusted hop in front has verified already. */
+    unverified: z.literal(true).optional(),
+  })
+  .superRefine((j, ctx) => {
+    const keys = [j.secret, j.secretEnv, j.publicKey, j.jwksUrl, j.unverified].filter((v) => v !== undefined);
+    if (keys.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'a jwt source needs exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true',
+      });
+    }
+  });
+
+export const identitySourceSchema = z.union([
+  z.strictObject({ header: z.string().min(1).transform((h) => h.toLowerCase()) }),
+  z.strictObject({ cookie: z.string().min(1) }),
+  z.strictObject({ jwt: jwtSourceSchema }),
+]);
+
+export const identitySchema = z.strictObject({
+  sources: z.array(identitySourceSchema).min(1),
+});
+
+const method = z
+  .string()
+  .regex(HTTP_TOKEN_RE, 'not an HTTP method')
+  .transform((m) => m.toUpperCase());
+
+export const routeSchema = z.strictObject({
+  name: name('route name'),
+  match: z.strictObject({
+    path: z.string().startsWith('/', 'must start with "/"'),
+    methods: z.array(method).min(1).optional(),
+  }),
+  legacy: name('upstream name'),
+  candidate: name('upstream name').optional(),
+  flag: name('flag name').optional(),
+  /** Bounds the candidate attempt (time to response headers). */
+  timeout: duration.optional(),
+  identity: identitySchema.optional(),
+});
+
+/** One file's worth of config; files are merged, so every key is optional here. */
+export const configFileSchema = z.strictObject({
+  upstreams: z.record(name('upstream name'), upstreamSchema).optional(),
+  default: name('upstream name').optional(),
+  identity: identitySchema.optional(),
+  trustedProxies: z.array(z.string().min(1)).optional(),
+  routes: z.array(routeSchema).optional(),
+});
+
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type IdentityConfig = z.output<typeof identitySchema>;
+export type IdentitySource = z.output<typeof identitySourceSchema>;
+export type JwtSourceConfig = z.output<typeof jwtSourceSchema>;
+export type ConfigFile = z.output<typeof configFileSchema>;
+export type ConfigInput = z.input<typeof configFileSchema>;
+
+/** Formats a zod issue path the way operators write config keys: routes[1].match.path */
+export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || '(top level)';
+}

@@ -1,0 +1,146 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../observability/logger.js';
+import { NAME_RE } from '../config/schema.js';
+import { parseFlagFile, type FlagState } from './model.js';
+import type { FlagChange, FlagPersistence } from './store.js';
+
+export const AUDIT_FILE = 'audit.log';
+
+export interface FilePersistenceOptions {
+  dir: string;
+  logger: Logger;
+  /** Rescan period as a safety net for file systems where watch events get lost (ms, 0 = off). */
+  pollMs?: number;
+}
+
+/**
+ * Flags as one JSON file per flag (`<name>.json`) plus an append-only audit log (`audit.log`,
+ * JSON lines) in the same directory. Writes are atomic: temp file, fsync, rename, fsync of the
+ * directory, so a crash leaves either the old or the new file, never a torn one.
+ */
+export class FilePersistence implements FlagPersistence {
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: FilePersistenceOptions) {}
+
+  async load(): Promise<Map<string, FlagState>> {
+    await mkdir(this.opts.dir, { recursive: true });
+    const out = new Map<string, FlagState>();
+    for (const [name, state] of await this.scan()) {
+      if (state instanceof Error) {
+        this.opts.logger.error({ flag: name, err: state.message }, 'flag file is invalid; flag ignored until fixed');
+      } else out.set(name, state);
+    }
+    return out;
+  }
+
+  async scan(): Promise<Map<string, FlagState | Error>> {
+    const out = new Map<string, FlagState | Error>();
+    let entries: string[];
+    try {
+      entries = await readdir(this.opts.dir);
+    } catch (err) {
+      // A vanished directory must not read as "every flag deleted": report nothing changed.
+      this.opts.logger.error({ dir: this.opts.dir, err: (err as Error).message }, 'cannot read flags directory');
+      throw err;
+    }
+    for (const file of entries) {
+      if (!file.endsWith('.json') || file.startsWith('.')) continue;
+      const name = file.slice(0, -5);
+      if (!NAME_RE.test(name)) continue;
+      try {
+        const text = await readFile(join(this.opts.dir, file), 'utf8');
+        out.set(name, parseFlagFile(JSON.parse(text), name));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed between readdir and read
+        out.set(name, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return out;
+  }
+
+  async write(name: string, state: FlagState): Promise<void> {
+    const dir = this.opts.dir;
+    const tmp = join(dir, `.${name}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    const fh = await open(tmp, 'w', 0o644);
+    try {
+      await fh.writeFile(JSON.stringify(state, null, 2) + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, join(dir, `${name}.json`));
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await syncDir(dir);
+  }
+
+  async audit(change: FlagChange): Promise<void> {
+    const line =
+      JSON.stringify({
+        time: change.time,
+        actor: change.actor.who ? `${change.actor.source}:${change.actor.who}` : change.actor.source,
+        source: change.actor.source,
+        reason: change.actor.reason,
+        flag: change.name,
+        before: change.before ?? null,
+        after: change.after ?? null,
+      }) + '\n';
+    // One write() of one whole line on an O_APPEND descriptor: a crash leaves the line or nothing.
+    const fh = await open(join(this.opts.dir, AUDIT_FILE), 'a', 0o644);
+    try {
+      await fh.write(line);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  watch(onExternal: () => void): void {
+    const fire = () => {
+      if (this.closed) return;
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(onExternal, 30);
+    };
+    try {
+      this.watcher = watch(this.opts.dir, (_event, file) => {
+        if (file === null || (file.endsWith('.json') && !file.startsWith('.')) || file.startsWith('..')) fire();
+      });
+      this.watcher.on('error', (err) => this.opts.logger.warn({ err: err.message }, 'flags watcher failed; polling only'));
+    } catch (err) {
+      this.opts.logger.warn({ err: (err as Error).message }, 'cannot watch flags directory; polling only');
+    }
+    const pollMs = this.opts.pollMs ?? 2000;
+    if (pollMs > 0) {
+      this.poll = setInterval(fire, pollMs);
+      this.poll.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    clearInterval(this.poll);
+    clearTimeout(this.debounce);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic there.
+  } finally {
+    await fh.close();
+  }
+}

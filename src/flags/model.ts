@@ -1,0 +1,160 @@
+import { z } from 'zod';
+import { NAME_RE, formatKeyPath } from '../config/schema.js';
+
+const userId = z.string().min(1).max(512);
+
+const fields = {
+  enabled: z.boolean(),
+  percentage: z.number().int('must be a whole number').min(0).max(100),
+  /** Pilot users always sent to the candidate (when enabled). */
+  cohort: z.array(userId).max(100_000),
+  /** Users always kept on legacy. */
+  exclude: z.array(userId).max(100_000),
+  /** Requests with no user id: legacy (default), candidate, or a random bucket per request. */
+  anonymous: z.enum(['legacy', 'candidate', 'random']),
+  auto_disable_on_failure: z.boolean(),
+  /** Seconds between health probes of this flag's candidate. */
+  health_check_interval: z.number().positive().max(86_400),
+  strict_validation: z.boolean(),
+  description: z.string().max(2000),
+};
+
+/** What an admin call or library caller may change: any subset of the fields. */
+export const flagPatchSchema = z.strictObject({
+  enabled: fields.enabled.optional(),
+  percentage: fields.percentage.optional(),
+  cohort: fields.cohort.optional(),
+  exclude: fields.exclude.optional(),
+  anonymous: fields.anonymous.optional(),
+  auto_disable_on_failure: fields.auto_disable_on_failure.optional(),
+  health_check_interval: fields.health_check_interval.optional(),
+  strict_validation: fields.strict_validation.optional(),
+  description: fields.description.optional(),
+});
+
+/** A flag file on disk: the full state. Hand-written files may leave out anything but enabled. */
+export const flagFileSchema = z.strictObject({
+  name: z.string().optional(),
+  enabled: fields.enabled,
+  percentage: fields.percentage.default(100),
+  cohort: fields.cohort.default([]),
+  exclude: fields.exclude.default([]),
+  anonymous: fields.anonymous.default('legacy'),
+  auto_disable_on_failure: fields.auto_disable_on_failure.default(false),
+  health_check_interval: fields.health_check_interval.optional(),
+  strict_validation: fields.strict_validation.default(false),
+  description: fields.description.optional(),
+  updated_at: z.string().optional(),
+  updated_by: z.string().optional(),
+});
+
+export type FlagPatch = z.output<typeof flagPatchSchema>;
+export type FlagState = Omit<z.output<typeof flagFileSchema>, 'name'>;
+/** The state as the API shows it: the name first, then every field. */
+export type FlagView = { name: string } & FlagState;
+
+/**
+ * A flag created by a patch starts disabled at 100%: like an Unleash toggle with its default
+ * strategy, "enabled" alone means everyone, so the runbooks' `{"enabled": true, ...}` for a new
+ * write flag does what it says. Set a percentage in the same call to start smaller.
+ */
+export const NEW_FLAG: FlagState = Object.freeze({
+  enabled: false,
+  percentage: 100,
+  cohort: [],
+  exclude: [],
+  anonymous: 'legacy',
+  auto_disable_on_failure: false,
+  strict_validation: false,
+}) as FlagState;
+
+/** The hot-path form of a flag: sets instead of arrays, and the groupId for bucketing. */
+export interface CompiledFlag {
+  readonly name: string;
+  readonly groupId: string;
+  readonly enabled: boolean;
+  readonly percentage: number;
+  readonly cohort: ReadonlySet<string> | undefined;
+  readonly exclude: ReadonlySet<string> | undefined;
+  readonly anonymous: 'legacy' | 'candidate' | 'random';
+}
+
+export function compileFlag(name: string, s: FlagState): CompiledFlag {
+  return {
+    name,
+    groupId: name,
+    enabled: s.enabled,
+    percentage: s.percentage,
+    cohort: s.cohort.length ? new Set(s.cohort) : undefined,
+    exclude: s.exclude.length ? new Set(s.exclude) : undefined,
+    anonymous: s.anonymous,
+  };
+}
+
+export class FlagValidationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FlagValidationError';
+  }
+}
+
+export function assertFlagName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new FlagValidationError(
+      `invalid flag name ${JSON.stringify(name.slice(0, 140))}: use 1-128 letters, digits, '_', '.', '-', starting with a letter or digit`,
+    );
+  }
+}
+
+/** Validates an untrusted patch; throws FlagValidationError naming every bad field. */
+export function parsePatch(input: unknown): FlagPatch {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new FlagValidationError('body must be a JSON object, e.g. {"enabled": true, "percentage": 25}');
+  }
+  const r = flagPatchSchema.safeParse(input);
+  if (!r.success) throw new FlagValidationError(describeIssues(r.error.issues));
+  return r.data;
+}
+
+export function parseFlagFile(input: unknown, name: string): FlagState {
+  const r = flagFileSchema.safeParse(input);
+  if (!r.success) throw new FlagValidationError(describeIssues(r.error.issues));
+  const { name: inFile, ...state } = r.data;
+  if (inFile !== undefined && inFile !== name) {
+    throw new FlagValidationError(`name: file says "${inFile}" but the file is named for "${name}"`);
+  }
+  return state;
+}
+
+function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string; code: string; keys?: string[] }>): string {
+  return issues
+    .map((i) =>
+      i.code === 'unrecognized_keys' && i.keys
+        ? `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => JSON.stringify(k.slice(0, 64))).join(', ')}`
+        : `${formatKeyPath(i.path)}: ${i.message}`,
+    )
+    .join('; ');
+}
+
+/** The next state for a patch; the patch wins field by field. */
+export function applyPatch(before: FlagState | undefined, patch: FlagPatch): FlagState {
+  const next: FlagState = { ...(before ?? NEW_FLAG) };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v !== undefined) (next as Record<string, unknown>)[k] = v;
+  }
+  return next;
+}
+
+export function sameState(a: FlagState | undefined, b: FlagState | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return stableJson(withoutMeta(a)) === stableJson(withoutMeta(b));
+}
+
+function withoutMeta(s: FlagState): Omit<FlagState, 'updated_at' | 'updated_by'> {
+  const { updated_at: _a, updated_by: _b, ...rest } = s;
+  return rest;
+}
+
+function stableJson(v: object): string {
+  return JSON.stringify(v, Object.keys(v).sort());
+}

@@ -1,0 +1,46 @@
+/**
+ * Why an upstream attempt failed, in the terms the pipeline (and later fallback) reasons about.
+ * `connect`: the upstream provably never received the request (refused, unreachable, connect
+ * timeout). `reset`: the connection broke before a response; the request may have been seen.
+ */
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'protocol';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    readonly upstream: string,
+    override readonly cause: Error,
+  ) {
+    super(`${upstream}: ${cause.message}`);
+    this.name = 'UpstreamError';
+  }
+
+  get status(): number {
+    return this.kind === 'timeout' ? 504 : 502;
+  }
+}
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+export function classify(err: Error): FailureKind {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect';
+  if (CONNECT_CODES.has(code)) return 'connect';
+  if (TIMEOUT_CODES.has(code)) return 'timeout';
+  if (code === 'UND_ERR_ABORTED' || err.name === 'AbortError') return 'aborted';
+  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED') return 'reset';
+  return 'protocol';
+}
+
+/** A JSON error body for the client; never includes upstream internals beyond its name. */
+export function errorBody(error: string, message: string, requestId: string, extra?: Record<string, string>): string {
+  return JSON.stringify({ error, message, requestId, ...extra });
+}

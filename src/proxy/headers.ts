@@ -1,0 +1,81 @@
+/**
+ * Pure header helpers (no I/O). Hop-by-hop headers, and every header named in Connection, are
+ * meaningful for one connection only and must not cross the proxy in either direction; undici
+ * also throws if asked to send some of them.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Request headers the proxy sets itself (after dropping the client's copies). */
+const MANAGED_REQUEST = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
+
+/** Names listed in Connection (lowercased), or undefined when there are none to drop. */
+function connectionTokens(raw: readonly string[]): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    for (const t of (raw[i + 1] as string).split(',')) {
+      const tok = t.trim().toLowerCase();
+      if (tok && tok !== 'close' && tok !== 'keep-alive') (out ??= new Set()).add(tok);
+    }
+  }
+  return out;
+}
+
+/**
+ * Copies the client's raw headers (flat [name, value, ...]) into `out`, dropping hop-by-hop
+ * headers, those named in Connection, and the ones the proxy manages. Returns `out`.
+ */
+export function copyRequestHeaders(raw: readonly string[], out: string[]): string[] {
+  const extra = connectionTokens(raw);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || MANAGED_REQUEST.has(lower)) continue;
+    if (extra !== undefined && extra.has(lower)) continue;
+    out.push(name, raw[i + 1] as string);
+  }
+  return out;
+}
+
+/**
+ * Converts undici's raw response headers (Buffers, flat) into strings for `res.writeHead`,
+ * dropping hop-by-hop headers and those named in Connection.
+ */
+export function copyResponseHeaders(raw: readonly Buffer[]): string[] {
+  const strs: string[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) strs[i] = (raw[i] as Buffer).toString('latin1');
+  const extra = connectionTokens(strs);
+  const out: string[] = [];
+  for (let i = 0; i < strs.length; i += 2) {
+    const name = strs[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (extra !== undefined && extra.has(lower)) continue;
+    out.push(name, strs[i + 1] as string);
+  }
+  return out;
+}
+
+/** True when the request has a body to stream (framing per RFC 9112 section 6.3). */
+export function hasBody(headers: { 'content-length'?: string; 'transfer-encoding'?: string }): boolean {
+  const te = headers['transfer-encoding'];
+  if (te !== undefined) return true;
+  const cl = headers['content-length'];
+  return cl !== undefined && cl !== '0';
+}
+
+/** Methods that may be retried or replayed without changing anything on the server. */
+export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+export const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);

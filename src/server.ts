@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { assertAdminBindable } from './admin/auth.js';
+import { createCutover, type Cutover, type CutoverOptions } from './cutover.js';
+import type { Logger } from './observability/logger.js';
+import { createLogger } from './observability/logger.js';
+
+export interface ServeOptions extends CutoverOptions {
+  port: number;
+  host: string;
+  adminPort: number;
+  adminHost: string;
+  /** How long in-flight requests may take to finish after SIGTERM before sockets are cut. */
+  drainTimeoutMs: number;
+}
+
+export interface Running {
+  cutover: Cutover;
+  proxy: Server;
+  admin: Server;
+  proxyPort: number;
+  adminPort: number;
+  /** Stops accepting, lets in-flight requests finish (up to the drain timeout), releases everything. */
+  shutdown(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<Running> {
+  const logger: Logger = options.logger ?? createLogger();
+  assertAdminBindable(options.adminHost, options.adminToken);
+  const cutover = await createCutover({ ...options, logger });
+
+  const proxy = createServer({ requireHostHeader: false }, cutover.handler);
+  // Above the usual load balancer idle timeout (60 s), so the LB closes first and never sends on
+  // a socket we are closing.
+  proxy.keepAliveTimeout = 65_000;
+  proxy.headersTimeout = 66_000;
+  const admin = createServer(cutover.adminHandler);
+
+  proxy.listen(options.port, options.host);
+  admin.listen(options.adminPort, options.adminHost);
+  await Promise.all([once(proxy, 'listening'), once(admin, 'listening')]);
+  const proxyPort = (proxy.address() as AddressInfo).port;
+  const adminPort = (admin.address() as AddressInfo).port;
+  logger.info({ proxy: `${options.host}:${proxyPort}`, admin: `${options.adminHost}:${adminPort}`, routes: cutover.config.routes.length }, 'cutover listening');
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      logger.info({ drainTimeoutMs: options.drainTimeoutMs }, 'draining');
+      cutover.setReady(false);
+      await Promise.all([drain(proxy, options.drainTimeoutMs), drain(admin, options.drainTimeoutMs)]);
+      await cutover.close();
+      logger.info('stopped');
+    })());
+
+  return { cutover, proxy, admin, proxyPort, adminPort, shutdown };
+}
+
+/**
+ * Stops accepting connections and closes keep-alive sockets as soon as they go idle, so every
+ * in-flight request completes; after `timeoutMs` whatever is left is cut.
+ */
+async function drain(server: Server, timeoutMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const sweep = setInterval(() => server.closeIdleConnections(), 50);
+  const deadline = setTimeout(() => server.closeAllConnections(), timeoutMs);
+  await closed;
+  clearInterval(sweep);
+  clearTimeout(deadline);
+}
