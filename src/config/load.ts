@@ -69,8 +69,14 @@ export function parseConfigSources(sources: Array<{ file: string; text: string }
     }
     parsed.push({ file, data: doc.toJS() ?? {} });
   }
-  if (problems.length) throw new ConfigError(problems);
-  return validateConfig(parsed);
+  if (problems.length === 0) return validateConfig(parsed);
+  // Still check the files that did parse, so one run shows every problem.
+  try {
+    validateConfig(parsed);
+  } catch (err) {
+    if (err instanceof ConfigError) problems.push(...err.problems);
+  }
+  throw new ConfigError(problems);
 }
 
 /** Validates config objects (one per source file) and merges them. Throws ConfigError. */

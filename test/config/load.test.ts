@@ -1,0 +1,170 @@
+import t from 'tap';
+import { writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ConfigError, loadConfigDir, parseConfigSources } from '../../src/config/load.js';
+import { tempDir } from '../helpers/servers.js';
+
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+
+const base = `
+upstreams:
+  magento: { url: http://127.0.0.1:7001 }
+  customer-service: { url: http://127.0.0.1:7002 }
+`;
+
+function problems(files: Record<string, string>): string[] {
+  try {
+    parseConfigSources(Object.entries(files).map(([file, text]) => ({ file, text })));
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.file}: ${p.key}: ${p.message}`);
+    throw err;
+  }
+  return [];
+}
+
+t.test('the issue example loads, with durations parsed', async (t) => {
+  const cfg = parseConfigSources([
+    {
+      file: 'a.yaml',
+      text: `${base}
+default: magento
+routes:
+  - name: customers-read
+    match: { path: /api/v1/customers, methods: [get, HEAD] }
+    legacy: magento
+    candidate: customer-service
+    flag: customer_read
+    timeout: 300ms
+`,
+    },
+  ]);
+  t.equal(cfg.routes[0]?.timeout, 300);
+  t.same(cfg.routes[0]?.match.methods, ['GET', 'HEAD'], 'methods are upper-cased');
+  t.equal(cfg.default, 'magento');
+  t.same(cfg.identity, { sources: [{ header: 'x-user-id' }] }, 'x-user-id header by default');
+});
+
+t.test('every problem is reported with file, key path and reason', async (t) => {
+  const out = problems({
+    'routes/a.yaml': `${base}
+default: nowhere
+surprise: 1
+routes:
+  - name: r1
+    match: { path: api/v1 }
+    legacy: magento
+  - name: r2
+    match: { path: /x }
+    legacy: ghost
+    candidate: customer-service
+    timeout: soon
+`,
+  });
+  t.match(out.join('\n'), /routes\/a\.yaml: \(top level\): Unrecognized key: "surprise"/);
+  t.match(out.join('\n'), /routes\/a\.yaml: routes\[0\]\.match\.path: must start with "\/"/);
+  t.match(out.join('\n'), /routes\/a\.yaml: routes\[1\]\.timeout: not a duration: "soon"/);
+});
+
+t.test('cross-reference problems after merging files', async (t) => {
+  const out = problems({
+    'a.yaml': `${base}
+default: nowhere
+routes:
+  - name: r1
+    match: { path: /api/v1/customers, methods: [GET] }
+    legacy: magento
+    candidate: ghost
+    flag: f1
+  - name: r2
+    match: { path: /api/v1/orders }
+    legacy: magento
+    candidate: customer-service
+`,
+    'b.yaml': `
+upstreams:
+  magento: { url: http://127.0.0.1:9999 }
+routes:
+  - name: r1
+    match: { path: /api/v1/customers/, methods: [GET, POST] }
+    legacy: magento
+  - name: r3
+    match: { path: /z }
+    legacy: magento
+    candidate: magento
+    flag: f3
+`,
+  }).join('\n');
+  t.match(out, /b\.yaml: upstreams\.magento: already defined in a\.yaml/);
+  t.match(out, /a\.yaml: default: unknown upstream "nowhere"/);
+  t.match(out, /a\.yaml: routes\[0\]\.candidate: unknown upstream "ghost"/);
+  t.match(out, /a\.yaml: routes\[1\]\.flag: a route with a candidate needs a flag/);
+  t.match(out, /b\.yaml: routes\[0\]\.name: duplicate route name "r1"/);
+  t.match(out, /b\.yaml: routes\[0\]\.match: \/api\/v1\/customers overlaps route "r1"/);
+  t.match(out, /b\.yaml: routes\[1\]\.candidate: candidate and legacy are the same upstream/);
+});
+
+t.test('bad URLs, names and YAML', async (t) => {
+  const out = problems({
+    'u.yaml': `
+upstreams:
+  a: { url: "ftp://x" }
+  b: { url: "not a url" }
+  c: { url: "http://h/?q=1" }
+  "bad name!": { url: "http://h" }
+trustedProxies: [10.0.0.0/8, 300.1.1.1, "::1/129"]
+`,
+    'dup.yaml': 'upstreams:\n  a: { url: http://h }\n  a: { url: http://i }\n',
+  }).join('\n');
+  t.match(out, /upstreams\.a\.url: only http and https/);
+  t.match(out, /upstreams\.b\.url: not a URL/);
+  t.match(out, /upstreams\.c\.url: upstream URL must not carry a query/);
+  t.match(out, /upstreams\.bad name!/);
+  t.match(out, /dup\.yaml: \(yaml\): Map keys must be unique/);
+});
+
+t.test('identity sources', async (t) => {
+  t.same(
+    problems({
+      'i.yaml': `${base}
+identity:
+  sources:
+    - header: X-Customer
+    - cookie: uid
+    - jwt: { secret: s3cret, claim: sub }
+`,
+    }),
+    [],
+  );
+  const out = problems({ 'i.yaml': `${base}\nidentity:\n  sources:\n    - jwt: { claim: sub }\n` }).join('\n');
+  t.match(out, /exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true/);
+});
+
+t.test('cutover check exits non-zero with clear messages, zero when valid', async (t) => {
+  const dir = await tempDir(t);
+  const good = join(dir, 'good');
+  const bad = join(dir, 'bad');
+  await mkdir(good);
+  await mkdir(bad);
+  await writeFile(join(good, 'r.yaml'), `${base}\nroutes:\n  - { name: r, match: { path: /a }, legacy: magento }\n`);
+  await writeFile(join(bad, 'r.yaml'), `${base}\nroutes:\n  - { name: r, match: { path: /a }, legacy: nope }\n`);
+  const ok = spawnSync(process.execPath, [CLI, 'check', '--routes', good], { encoding: 'utf8' });
+  t.equal(ok.status, 0, ok.stderr);
+  t.match(ok.stdout, /ok \(1 file\(s\), 2 upstream\(s\), 1 route\(s\)\)/);
+  const no = spawnSync(process.execPath, [CLI, 'check', '--routes', bad], { encoding: 'utf8' });
+  t.equal(no.status, 1);
+  t.match(no.stderr, /r\.yaml: routes\[0\]\.legacy: unknown upstream "nope"/);
+  const empty = spawnSync(process.execPath, [CLI, 'check', '--routes', join(dir, 'missing')], { encoding: 'utf8' });
+  t.equal(empty.status, 1);
+  const help = spawnSync(process.execPath, [CLI, 'serve', '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--admin-host ADDR/);
+  const unknown = spawnSync(process.execPath, [CLI, 'serve', '--bogus'], { encoding: 'utf8' });
+  t.equal(unknown.status, 2);
+  t.match(unknown.stderr, /Unknown option '--bogus'/);
+});
+
+t.test('the shipped example config is valid', async (t) => {
+  const cfg = await loadConfigDir(new URL('../../routes', import.meta.url).pathname);
+  t.ok(cfg.routes.length >= 2);
+});

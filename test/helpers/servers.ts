@@ -1,0 +1,182 @@
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { AddressInfo } from 'node:net';
+import { stringify } from 'yaml';
+import { serve, type Running } from '../../src/server.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  bodyBytes: number;
+}
+
+export interface Upstream {
+  server: Server;
+  port: number;
+  url: string;
+  seen: SeenRequest[];
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => void;
+
+/** A real HTTP upstream on 127.0.0.1:0 that records what reached it. */
+export async function startUpstream(t: Teardown, name: string, handler?: Handler): Promise<Upstream> {
+  const seen: SeenRequest[] = [];
+  const server = createServer((req, res) => {
+    const rec: SeenRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 };
+    seen.push(rec);
+    if (handler) return handler(req, res, rec);
+    req.on('data', (c: Buffer) => (rec.bodyBytes += c.length));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': name });
+      res.end(JSON.stringify({ served_by: name, url: req.url, user: req.headers['x-user-id'] ?? null, bytes: rec.bodyBytes }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { server, port, url: `http://127.0.0.1:${port}`, seen };
+}
+
+export async function tempDir(t: Teardown, prefix = 'cutover-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes a routes dir with one YAML file and a flags dir with the given flag files. */
+export async function writeConfig(
+  t: Teardown,
+  routes: ConfigInput,
+  flags: Record<string, object> = {},
+): Promise<{ routesDir: string; flagsDir: string; root: string }> {
+  const root = await tempDir(t);
+  const routesDir = join(root, 'routes');
+  const flagsDir = join(root, 'flags');
+  await mkdir(routesDir);
+  await mkdir(flagsDir);
+  await writeFile(join(routesDir, 'routes.yaml'), stringify(routes));
+  for (const [name, state] of Object.entries(flags)) await writeFile(join(flagsDir, `${name}.json`), JSON.stringify(state));
+  return { routesDir, flagsDir, root };
+}
+
+/** Standard two-upstream config: one route under `path` with legacy + candidate behind `flag`. */
+export function twoSided(legacy: Upstream, candidate: Upstream, extra: Partial<ConfigInput> = {}, path = '/api'): ConfigInput {
+  return {
+    upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } },
+    routes: [{ name: 'api', match: { path }, legacy: 'legacy', candidate: 'candidate', flag: 'f' }],
+    ...extra,
+  };
+}
+
+export interface InProcess {
+  running: Running;
+  proxy: string;
+  admin: string;
+}
+
+/** Runs cutover in this process on ephemeral ports. */
+export async function startCutover(
+  t: Teardown,
+  dirs: { routesDir: string; flagsDir: string },
+  opts: { adminToken?: string; flagsPollMs?: number } = {},
+): Promise<InProcess> {
+  const running = await serve({
+    routesDir: dirs.routesDir,
+    flagsDir: dirs.flagsDir,
+    port: 0,
+    host: '127.0.0.1',
+    adminPort: 0,
+    adminHost: '127.0.0.1',
+    drainTimeoutMs: 2000,
+    logger: silentLogger,
+    flagsPollMs: opts.flagsPollMs ?? 200,
+    ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
+  });
+  t.teardown(() => running.shutdown());
+  return { running, proxy: `http://127.0.0.1:${running.proxyPort}`, admin: `http://127.0.0.1:${running.adminPort}` };
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  proxy: string;
+  admin: string;
+  stdout: string[];
+  exited: Promise<number | null>;
+}
+
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+
+/** Runs the built CLI as its own process (`npm test` builds first) and waits until it listens. */
+export async function spawnCutover(t: Teardown, args: string[], env: Record<string, string> = {}): Promise<Spawned> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  const stdout: string[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  return new Promise<Spawned>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`cutover did not start in 10 s; stderr: ${stderr}`)), 10_000);
+    child.on('exit', (code) => reject(new Error(`cutover exited with ${code}: ${stderr}`)));
+    lines.on('line', (line) => {
+      stdout.push(line);
+      try {
+        const rec = JSON.parse(line) as { msg?: string; proxy?: string; admin?: string };
+        if (rec.msg === 'cutover listening') {
+          clearTimeout(timer);
+          resolve({ child, proxy: `http://${rec.proxy}`, admin: `http://${rec.admin}`, stdout, exited });
+        }
+      } catch {
+        /* not JSON: ignore */
+      }
+    });
+  });
+}
+
+/** serve args for a spawned proxy on ephemeral loopback ports. */
+export function serveArgs(dirs: { routesDir: string; flagsDir: string }): string[] {
+  return ['serve', '--routes', dirs.routesDir, '--flags', dirs.flagsDir, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1'];
+}
+
+/** Reads the resident set size of a process in bytes (Linux). */
+export async function rssOf(pid: number): Promise<{ rss: number; hwm: number }> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}

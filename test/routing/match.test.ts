@@ -1,0 +1,43 @@
+import t from 'tap';
+import { RouteTable } from '../../src/routing/match.js';
+import { normalizePath } from '../../src/routing/normalize-path.js';
+
+t.test('segment-aware longest prefix', async (t) => {
+  const table = new RouteTable<string>();
+  table.add('/api/v1/customers', ['GET', 'HEAD'], 'customers-read');
+  table.add('/api/v1/customers', ['POST'], 'customers-write');
+  table.add('/api/v1/customers/vip/', undefined, 'vip');
+  table.add('/api/v1', undefined, 'api');
+  table.add('/', ['GET'], 'root');
+  const m = (method: string, path: string) => table.match(method, normalizePath(path));
+  t.equal(m('GET', '/api/v1/customers'), 'customers-read');
+  t.equal(m('GET', '/api/v1/customers/42'), 'customers-read');
+  t.equal(m('GET', '/api/v1/customers/'), 'customers-read');
+  t.equal(m('HEAD', '/api/v1/customers/42/orders'), 'customers-read');
+  t.equal(m('POST', '/api/v1/customers/42'), 'customers-write');
+  t.equal(m('DELETE', '/api/v1/customers/42'), 'api', 'a prefix without the method lets a shorter prefix answer');
+  t.equal(m('GET', '/api/v1/customersX'), 'api', 'never matches inside a segment');
+  t.equal(m('GET', '/api/v1/customers/vip'), 'vip', 'trailing slash in config is ignored');
+  t.equal(m('POST', '/api/v1/customers/vip/7'), 'vip', 'longest prefix wins');
+  t.equal(m('GET', '/other'), 'root');
+  t.equal(m('POST', '/other'), undefined);
+  t.equal(m('GET', '/API/v1/customers'), 'root', 'paths are case-sensitive');
+});
+
+t.test('path normalization', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['/api/v1/customers', '/api/v1/customers'],
+    ['/api/v1/customers/../orders', '/api/v1/orders'],
+    ['/api/v1/customers/%2e%2e/orders', '/api/v1/orders'],
+    ['/api/v1/customers/%2E%2e/orders', '/api/v1/orders'],
+    ['/api//v1///customers', '/api/v1/customers'],
+    ['/api/./v1/customers/.', '/api/v1/customers/'],
+    ['/../../etc/passwd', '/etc/passwd'],
+    ['/a/b/..', '/a/'],
+    ['/api/v1/customers%2F..%2Forders', '/api/v1/customers%2F..%2Forders'],
+    ['/', '/'],
+    ['', '/'],
+    ['/api/v1/customers/%41', '/api/v1/customers/%41'],
+  ];
+  for (const [input, want] of cases) t.equal(normalizePath(input), want, input);
+});
