@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { http, postJson, rawPath } from '../helpers/http.js';
@@ -6,7 +6,7 @@ import { startCutover, startUpstream, twoSided, writeConfig } from '../helpers/s
 import { serve } from '../../src/server.js';
 import { silentLogger } from '../../src/observability/logger.js';
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0], token?: string) {
+async function setup(t: Test, token?: string) {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
   const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false, percentage: 0 } });

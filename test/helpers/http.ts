@@ -40,15 +40,21 @@ export async function servedBy(proxy: string, path: string, userId?: string): Pr
 }
 
 /** A request whose path is sent byte for byte (no URL normalization), via node:http. */
-export async function rawPath(base: string, method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+export async function rawPath(
+  base: string,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string; headers: Record<string, string | string[] | undefined> }> {
   const { request } = await import('node:http');
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+    const req = request({ host: u.hostname, port: u.port, method, path, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...headers } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
     });
     req.on('error', reject);
     req.end(body);
