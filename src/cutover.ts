@@ -8,6 +8,12 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { compileRouting } from './routing/compile.js';
 import { Pipeline } from './proxy/pipeline.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
+import { HealthRegistry } from './upstream/health-registry.js';
+import { AutoDisabler } from './flags/auto-disable.js';
+import { noopObserver, type Observer } from './observability/observer.js';
+import { CutoverObserver, teeObserver } from './observability/observer-impl.js';
+import type { UserIdMode } from './observability/request-log.js';
+import { topologyOf } from './admin/status-api.js';
 
 export interface CutoverOptions {
   /** A directory of routes/*.yaml files, or the same config as an object. */
@@ -19,6 +25,9 @@ export interface CutoverOptions {
   flagsPollMs?: number;
   adminToken?: string;
   logger?: Logger;
+  observer?: Observer;
+  /** User ids in request logs: hash (default; or CUTOVER_LOG_USER_IDS), raw, none. */
+  logUserIds?: UserIdMode;
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -28,6 +37,9 @@ export interface Cutover {
   adminHandler: Handler;
   flags: FlagStore;
   config: Config;
+  health: HealthRegistry;
+  /** Metrics, live windows and request logs (what /metrics, /api/v1/status and the dashboard show). */
+  observability: CutoverObserver;
   /** False while draining, so /readyz turns red before listeners close. */
   setReady(ready: boolean): void;
   close(): Promise<void>;
@@ -48,7 +60,17 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
   await flags.start();
 
   const upstreams = createUpstreams(config.upstreams);
-  const pipeline = new Pipeline(compileRouting(config, upstreams), { flags, logger });
+  const health = new HealthRegistry(config, upstreams, flags, logger);
+  health.start();
+  const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
+  const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
+  const startedAt = Date.now();
+  const pipeline = new Pipeline(compileRouting(config, upstreams, health.byName), {
+    flags,
+    logger,
+    observer,
+    autoDisable: new AutoDisabler(flags, logger),
+  });
   let ready = true;
 
   for (const r of config.routes) {
@@ -59,14 +81,24 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
 
   return {
     handler: pipeline.handle,
-    adminHandler: createAdminHandler({ flags, logger, token: options.adminToken, isReady: () => ready }),
+    adminHandler: createAdminHandler({
+      flags,
+      logger,
+      token: options.adminToken,
+      isReady: () => ready,
+      status: { observer: observability, flags, topology: () => topologyOf(config), startedAt },
+    }),
     flags,
     config,
+    health,
+    observability,
     setReady(r) {
       ready = r;
     },
     async close() {
       ready = false;
+      health.close();
+      observability.close();
       await flags.close();
       await closeUpstreams(upstreams.values());
     },

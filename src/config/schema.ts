@@ -36,6 +36,21 @@ const httpUrl = z.string().transform((v, ctx) => {
   return u;
 });
 
+export const healthSchema = z.strictObject({
+  path: z.string().startsWith('/', 'must start with "/"').default('/health'),
+  interval: duration.default(5000),
+  timeout: duration.default(1000),
+  unhealthyAfter: z.number().int().min(1).max(100).default(3),
+  healthyAfter: z.number().int().min(1).max(100).default(2),
+});
+
+/** Passive checks on live traffic, after Envoy's outlier detection. */
+export const outlierSchema = z.strictObject({
+  consecutiveFailures: z.number().int().min(1).max(1000).default(3),
+  baseEjection: duration.default(10_000),
+  maxEjection: duration.default(300_000),
+});
+
 export const upstreamSchema = z.strictObject({
   url: httpUrl,
   /** Max sockets to this upstream (one undici Pool per upstream). */
@@ -47,6 +62,9 @@ export const upstreamSchema = z.strictObject({
   keepAliveTimeout: duration.default(4000),
   /** Send the client's Host instead of the upstream's own host (X-Forwarded-Host carries it either way). */
   preserveHost: z.boolean().default(false),
+  /** Active probes; without this block the upstream is only checked passively. */
+  health: healthSchema.optional(),
+  outlier: outlierSchema.default({ consecutiveFailures: 3, baseEjection: 10_000, maxEjection: 300_000 }),
 });
 
 const jwtSourceSchema = z
@@ -100,6 +118,23 @@ export const routeSchema = z.strictObject({
   flag: name('flag name').optional(),
   /** Bounds the candidate attempt (time to response headers). */
   timeout: duration.optional(),
+  /** Overall time to response headers, fallback included; legacy gets what remains. */
+  budget: duration.optional(),
+  /** Candidate failures that send the request to legacy instead. */
+  fallbackOn: z
+    .array(z.union([z.enum(['connect', 'reset', 'timeout', '5xx']), z.number().int().min(500).max(599)]))
+    .default(['connect', 'reset', 'timeout', '5xx']),
+  /** Safe methods only: ask legacy too if the candidate has not answered by then. */
+  hedge: duration.optional(),
+  /** Writes carrying Idempotency-Key are buffered (up to maxBody) so they may be replayed on legacy. */
+  replayWrites: z.strictObject({ maxBody: z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(v)} (use e.g. 64kb, 1mb)` });
+      return z.NEVER;
+    }
+    return n;
+  }) }).optional(),
   identity: identitySchema.optional(),
 });
 
@@ -113,12 +148,23 @@ export const configFileSchema = z.strictObject({
 });
 
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type HealthConfig = z.output<typeof healthSchema>;
+export type OutlierConfig = z.output<typeof outlierSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type IdentityConfig = z.output<typeof identitySchema>;
 export type IdentitySource = z.output<typeof identitySourceSchema>;
 export type JwtSourceConfig = z.output<typeof jwtSourceSchema>;
 export type ConfigFile = z.output<typeof configFileSchema>;
 export type ConfigInput = z.input<typeof configFileSchema>;
+
+const SIZE_RE = /^(\d+)\s*(b|kb|mb)?$/i;
+export function parseSize(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? v : undefined;
+  const m = SIZE_RE.exec(v.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
+}
 
 /** Formats a zod issue path the way operators write config keys: routes[1].match.path */
 export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {

@@ -13,6 +13,8 @@ const fields = {
   /** Requests with no user id: legacy (default), candidate, or a random bucket per request. */
   anonymous: z.enum(['legacy', 'candidate', 'random']),
   auto_disable_on_failure: z.boolean(),
+  /** Consecutive candidate failures that disable the flag when auto_disable_on_failure is on. */
+  auto_disable_after: z.number().int().min(1).max(10_000),
   /** Seconds between health probes of this flag's candidate. */
   health_check_interval: z.number().positive().max(86_400),
   strict_validation: z.boolean(),
@@ -27,6 +29,7 @@ export const flagPatchSchema = z.strictObject({
   exclude: fields.exclude.optional(),
   anonymous: fields.anonymous.optional(),
   auto_disable_on_failure: fields.auto_disable_on_failure.optional(),
+  auto_disable_after: fields.auto_disable_after.optional(),
   health_check_interval: fields.health_check_interval.optional(),
   strict_validation: fields.strict_validation.optional(),
   description: fields.description.optional(),
@@ -41,6 +44,7 @@ export const flagFileSchema = z.strictObject({
   exclude: fields.exclude.default([]),
   anonymous: fields.anonymous.default('legacy'),
   auto_disable_on_failure: fields.auto_disable_on_failure.default(false),
+  auto_disable_after: fields.auto_disable_after.default(3),
   health_check_interval: fields.health_check_interval.optional(),
   strict_validation: fields.strict_validation.default(false),
   description: fields.description.optional(),
@@ -65,6 +69,7 @@ export const NEW_FLAG: FlagState = Object.freeze({
   exclude: [],
   anonymous: 'legacy',
   auto_disable_on_failure: false,
+  auto_disable_after: 3,
   strict_validation: false,
 }) as FlagState;
 
@@ -77,6 +82,10 @@ export interface CompiledFlag {
   readonly cohort: ReadonlySet<string> | undefined;
   readonly exclude: ReadonlySet<string> | undefined;
   readonly anonymous: 'legacy' | 'candidate' | 'random';
+  /** Consecutive candidate failures that disable the flag; 0 when auto-disable is off. */
+  readonly autoDisableAfter: number;
+  /** Probe interval for this flag's candidate, ms (health_check_interval), or undefined. */
+  readonly healthIntervalMs: number | undefined;
 }
 
 export function compileFlag(name: string, s: FlagState): CompiledFlag {
@@ -88,6 +97,8 @@ export function compileFlag(name: string, s: FlagState): CompiledFlag {
     cohort: s.cohort.length ? new Set(s.cohort) : undefined,
     exclude: s.exclude.length ? new Set(s.exclude) : undefined,
     anonymous: s.anonymous,
+    autoDisableAfter: s.enabled && s.auto_disable_on_failure ? s.auto_disable_after : 0,
+    healthIntervalMs: s.health_check_interval !== undefined ? s.health_check_interval * 1000 : undefined,
   };
 }
 

@@ -1,9 +1,11 @@
+import type { AttemptFailure } from '../observability/observer.js';
+
 /**
- * Why an upstream attempt failed, in the terms the pipeline (and later fallback) reasons about.
- * `connect`: the upstream provably never received the request (refused, unreachable, connect
- * timeout). `reset`: the connection broke before a response; the request may have been seen.
+ * Why an upstream attempt failed, in the terms fallback reasons about. `connect`: refused,
+ * unreachable or connect timeout. `reset`: the connection broke before a response. `5xx`: the
+ * upstream answered with a status the route falls back on (the answer was discarded).
  */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'aborted' | 'protocol';
+export type FailureKind = AttemptFailure;
 
 export class UpstreamError extends Error {
   constructor(
@@ -15,6 +17,7 @@ export class UpstreamError extends Error {
     this.name = 'UpstreamError';
   }
 
+  /** The status a client gets when nothing else can answer. */
   get status(): number {
     return this.kind === 'timeout' ? 504 : 502;
   }

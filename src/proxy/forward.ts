@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { Target } from '../routing/decide.js';
 import type { Upstream } from '../upstream/pools.js';
 import { copyResponseHeaders } from './headers.js';
 import { classify, UpstreamError } from './errors.js';
 
-/** What the pipeline learns when an attempt ends. */
+/** What the owner learns when an attempt ends. */
 export interface AttemptResult {
   /** Upstream status, or 0 when no response headers arrived. */
   status: number;
@@ -18,48 +19,73 @@ export interface ForwardRequest {
   /** Path and query as sent upstream (base path already applied). */
   path: string;
   headers: string[];
-  /** The client's body stream, or null for bodiless requests. */
-  body: IncomingMessage | null;
-  requestId: string;
+  /** The client's body stream, a buffered copy, or null for bodiless requests. */
+  body: IncomingMessage | Buffer | null;
 }
 
-/** Receives the end of an attempt; an object rather than a callback so no closure is made per request. */
 export interface AttemptOwner {
-  attemptDone(result: AttemptResult): void;
+  /** Final response headers arrived. Return false to discard them (nothing reaches the client). */
+  accept(attempt: Attempt, status: number): boolean;
+  /** Called exactly once per attempt, unless the owner cancelled it. */
+  attemptDone(attempt: Attempt, result: AttemptResult): void;
 }
 
-const kAttempt = Symbol('cutover.attempt');
-const kHooked = Symbol('cutover.closeHooked');
-type TrackedResponse = ServerResponse & { [kAttempt]?: ForwardHandler | undefined; [kHooked]?: true };
+const kStreaming = Symbol('cutover.streaming');
+type TrackedResponse = ServerResponse & { [kStreaming]?: Attempt | undefined };
+
+/** Thrown from onConnect to drop a request undici has not written yet (keeps the body intact). */
+const ABANDONED = new Error('attempt abandoned before it was sent');
 
 /**
- * Streams one upstream attempt into the client's response with backpressure.
+ * One upstream attempt, streamed into the client's response with backpressure.
  *
  * Uses undici's callback handler (onConnect/onHeaders/onData/onComplete/onError) on purpose:
  * undici 7 converts controller-style handlers back into these calls and parses every response's
- * headers into an object on the way, which the raw form avoids. Listeners on `res` are shared
- * functions that find the attempt through a symbol, so an attempt allocates no closures.
+ * headers into an object on the way, which the raw form avoids.
+ *
+ * undici calls onConnect right before it writes the request, so `sent` is false exactly while
+ * the upstream provably has not received a byte: such an attempt can be given up and the request
+ * replayed elsewhere, whatever its method.
  */
-export class ForwardHandler implements Dispatcher.DispatchHandler {
+export class Attempt implements Dispatcher.DispatchHandler {
+  /** True once undici started writing the request: the upstream may have seen it. */
+  sent = false;
+  readonly startedAt = performance.now();
   private abortUpstream: ((err?: Error) => void) | null = null;
   private resumeUpstream: (() => void) | null = null;
   private status = 0;
+  private rejectedStatus = 0;
   private settled = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly res: TrackedResponse,
-    private readonly upstream: Upstream,
-    private readonly requestId: string,
     private readonly owner: AttemptOwner,
+    private readonly res: TrackedResponse,
+    readonly upstream: Upstream,
+    readonly target: Target,
+    private readonly requestId: string,
   ) {}
 
+  start(req: ForwardRequest, timeoutMs: number): this {
+    if (timeoutMs > 0) this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
+    this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
+    return this;
+  }
+
   onConnect(abort: (err?: Error) => void): void {
+    if (this.settled) throw ABANDONED;
+    this.sent = true;
     this.abortUpstream = abort;
-    if (this.res.destroyed) abort(clientGone());
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx: the final response is still to come
+    if (statusCode < 200 || this.settled) return !this.settled; // 1xx: the final response is still to come
+    clearTimeout(this.timer);
+    if (!this.owner.accept(this, statusCode)) {
+      this.rejectedStatus = statusCode;
+      this.abortUpstream?.(ABANDONED);
+      return false;
+    }
     const headers = copyResponseHeaders((rawHeaders ?? []) as Buffer[]);
     if (!hasHeader(headers, 'x-request-id')) headers.push('x-request-id', this.requestId);
     try {
@@ -71,6 +97,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     this.status = statusCode;
     this.resumeUpstream = resume;
+    this.res[kStreaming] = this;
     this.res.on('drain', resumeOnDrain);
     return true;
   }
@@ -81,13 +108,19 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    if (this.settled) return;
     this.res.end();
     this.settle({ status: this.status, error: undefined, headersSent: true });
   }
 
   onError(err: Error): void {
+    if (this.settled) return;
+    if (this.rejectedStatus !== 0) {
+      this.settle({ status: this.rejectedStatus, error: new UpstreamError('5xx', this.upstream.name, err), headersSent: false });
+      return;
+    }
     const error = new UpstreamError(classify(err), this.upstream.name, err);
-    if (this.res.headersSent) {
+    if (this.res.headersSent && this.status !== 0) {
       // Mid-body failure: the client has a partial response; cut it so it can tell.
       this.res.destroy(err);
       this.settle({ status: this.status, error, headersSent: true });
@@ -96,51 +129,50 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.settle({ status: 0, error, headersSent: false });
   }
 
-  /** Called when the client's connection closes before the response finished. */
-  clientClosed(): void {
-    this.abortUpstream?.(clientGone());
+  /** The route's timeout fired before response headers. */
+  timedOut(): void {
+    if (this.settled) return;
+    const err = Object.assign(new Error('no response headers within the route timeout'), { code: 'CUTOVER_ATTEMPT_TIMEOUT' });
+    this.settle({ status: 0, error: new UpstreamError('timeout', this.upstream.name, err), headersSent: false });
+    this.abortUpstream?.(err); // not yet sent: onConnect will drop it instead
   }
 
-  private settle(result: AttemptResult): void {
+  /** Drops the attempt without telling the owner (the client left, or another attempt won). */
+  cancel(): void {
     if (this.settled) return;
     this.settled = true;
-    this.res.off('drain', resumeOnDrain);
-    if (this.res[kAttempt] === this) this.res[kAttempt] = undefined;
-    this.owner.attemptDone(result);
+    this.cleanup();
+    this.abortUpstream?.(ABANDONED);
   }
 
   resume(): void {
     this.resumeUpstream?.();
   }
 
-  /** Starts the attempt. `owner.attemptDone` is called exactly once. */
-  static start(res: ServerResponse, upstream: Upstream, req: ForwardRequest, owner: AttemptOwner): void {
-    const tracked = res as TrackedResponse;
-    const handler = new ForwardHandler(tracked, upstream, req.requestId, owner);
-    if (tracked[kHooked] === undefined) {
-      tracked[kHooked] = true;
-      res.on('close', abortOnClientClose);
+  private settle(result: AttemptResult): void {
+    this.settled = true;
+    this.cleanup();
+    this.owner.attemptDone(this, result);
+  }
+
+  private cleanup(): void {
+    clearTimeout(this.timer);
+    if (this.res[kStreaming] === this) {
+      this.res[kStreaming] = undefined;
+      this.res.off('drain', resumeOnDrain);
     }
-    tracked[kAttempt] = handler;
-    upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, handler);
   }
 }
 
-function resumeOnDrain(this: TrackedResponse): void {
-  this[kAttempt]?.resume();
+function onAttemptTimeout(attempt: Attempt): void {
+  attempt.timedOut();
 }
 
-function abortOnClientClose(this: TrackedResponse): void {
-  if (!this.writableFinished) this[kAttempt]?.clientClosed();
+function resumeOnDrain(this: TrackedResponse): void {
+  this[kStreaming]?.resume();
 }
 
 function hasHeader(flat: string[], lower: string): boolean {
   for (let i = 0; i < flat.length; i += 2) if ((flat[i] as string).toLowerCase() === lower) return true;
   return false;
-}
-
-function clientGone(): Error {
-  const err = new Error('client closed the connection');
-  err.name = 'AbortError';
-  return err;
 }

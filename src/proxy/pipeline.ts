@@ -1,28 +1,37 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
+import type { FallbackReason, Observer } from '../observability/observer.js';
 import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
-import { decide, type Decision } from '../routing/decide.js';
+import { decide, type Decision, type Target } from '../routing/decide.js';
 import { normalizePath } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
-import { errorBody } from './errors.js';
+import type { LiveFailure } from '../upstream/health.js';
+import { errorBody, type UpstreamError } from './errors.js';
 import { appendForwarded } from './forwarded.js';
-import { ForwardHandler, type AttemptOwner, type AttemptResult } from './forward.js';
-import { copyRequestHeaders, hasBody, IDEMPOTENT } from './headers.js';
+import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
+import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
+import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
+import { bufferBody } from './body-buffer.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };
   logger: Logger;
+  observer: Observer;
+  autoDisable: { success(flag: string): void; failure(flag: string, reason: string, route: string): void };
 }
 
 const UNROUTED: Decision = Object.freeze({ target: 'legacy', why: 'no-candidate' });
+const kExchange = Symbol('cutover.exchange');
+type Tracked = ServerResponse & { [kExchange]?: Exchange };
 
 /**
  * The request's journey, top to bottom:
- *   match route -> identify user -> decide target -> forward (streamed) -> respond or fail cleanly.
+ *   match route -> identify user -> decide target -> health gate -> forward within budget
+ *   -> fall back (or hedge) -> respond -> observe.
  * Each step is a small module; this file only sequences them. One Exchange object per request
- * carries the state, so no step allocates closures on the hot path.
+ * carries the state, so the hot path allocates no closures.
  */
 export class Pipeline {
   constructor(
@@ -41,19 +50,32 @@ export class Pipeline {
 }
 
 class Exchange implements AttemptOwner {
+  private readonly startedAt = performance.now();
   private route: CompiledRoute | undefined;
+  private routeName = 'unrouted';
   private decision: Decision = UNROUTED;
-  private target: Upstream | undefined;
+  private userId: string | undefined;
   private path = '/';
   private query = '';
   private requestId = '';
-  private attempts = 0;
+  private headers: string[] = [];
+  private body: IncomingMessage | Buffer | null = null;
+  /** May a request the candidate saw be replayed on legacy? (safe method, or opted-in write) */
+  private replayable = false;
+  private candidate: Attempt | undefined;
+  private legacy: Attempt | undefined;
+  private winner: Attempt | undefined;
+  private candidateSettled = false;
+  private legacyTries = 0;
+  private fallback: FallbackReason | undefined;
+  private hedgeTimer: NodeJS.Timeout | undefined;
+  private done = false;
 
   constructor(
     private readonly state: RoutingState,
     private readonly deps: PipelineDeps,
     private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    private readonly res: Tracked,
   ) {}
 
   start(): void {
@@ -63,19 +85,19 @@ class Exchange implements AttemptOwner {
     this.query = q === -1 ? '' : url.slice(q);
     const rid = this.req.headers['x-request-id'];
     this.requestId = typeof rid === 'string' && rid.length > 0 && rid.length <= 200 ? rid : randomUUID();
+    this.res[kExchange] = this;
+    this.res.on('close', onClientClose);
 
     // 1. match route
     const route = this.state.table.match(this.req.method as string, this.path);
     if (route === undefined) {
       if (this.state.defaultUpstream === undefined) return this.reply(404, 'no_route', `no route matches ${this.req.method} ${this.path}`);
-      this.target = this.state.defaultUpstream;
-      return this.send();
+      this.routeName = 'default';
+      return this.prepare('legacy');
     }
     this.route = route;
-    if (route.candidate === undefined || route.flag === undefined) {
-      this.target = route.legacy;
-      return this.send();
-    }
+    this.routeName = route.name;
+    if (route.candidate === undefined || route.flag === undefined) return this.prepare('legacy');
 
     // 2. identify user (sync unless a JWT must be verified)
     const id = route.identify(this.req);
@@ -89,61 +111,223 @@ class Exchange implements AttemptOwner {
     this.routeUser(id);
   }
 
-  // 3. decide target
+  // 3. decide target, 4. health gate: an unavailable candidate's users go to legacy (keeping their bucket)
   private routeUser(userId: string | undefined): void {
     const route = this.route as CompiledRoute;
+    this.userId = userId;
     this.decision = decide(this.deps.flags.get(route.flag as string), userId);
-    this.target = this.decision.target === 'candidate' ? (route.candidate as Upstream) : route.legacy;
-    this.send();
+    if (this.decision.target === 'candidate' && !(route.candidateHealth as NonNullable<CompiledRoute['candidateHealth']>).available()) {
+      this.noteFallback('unhealthy');
+      return this.prepare('legacy');
+    }
+    this.prepare(this.decision.target);
   }
 
-  // 4. forward, streaming both ways
-  private send(): void {
-    if (this.res.destroyed) return; // the client left while we were deciding
-    const up = this.target as Upstream;
+  private prepare(target: Target): void {
+    if (this.done || this.res.destroyed) return this.finish(); // the client left while we decided
     const req = this.req;
     const headers = copyRequestHeaders(req.rawHeaders, []);
-    headers.push('host', up.preserveHost ? (req.headers.host ?? up.host) : up.host, 'x-request-id', this.requestId);
+    headers.push('x-request-id', this.requestId);
     appendForwarded(req, this.state.trusted, headers);
-    this.attempts++;
-    ForwardHandler.start(
-      this.res,
-      up,
-      {
-        method: req.method as string,
-        path: up.basePath + this.path + this.query,
-        headers,
-        body: hasBody(req.headers) ? req : null,
-        requestId: this.requestId,
-      },
-      this,
+    this.headers = headers;
+    const method = req.method as string;
+    this.replayable = SAFE.has(method);
+    if (!hasBody(req.headers)) return this.launchFirst(target);
+    const policy = this.route?.policy;
+    // A write with Idempotency-Key on an opted-in route is buffered so legacy can be asked too.
+    if (target === 'candidate' && !this.replayable && policy && policy.replayMaxBody > 0 && req.headers['idempotency-key']) {
+      const len = Number(req.headers['content-length']);
+      if (len > 0 && len <= policy.replayMaxBody) {
+        bufferBody(req, policy.replayMaxBody).then(
+          (buf) => {
+            this.body = buf;
+            this.replayable = true;
+            this.launchFirst(target);
+          },
+          () => this.reply(400, 'bad_request', 'request body ended early'),
+        );
+        return;
+      }
+    }
+    this.body = req;
+    this.launchFirst(target);
+  }
+
+  // 5. forward within budget
+  private launchFirst(target: Target): void {
+    if (target === 'legacy') return this.launchLegacy();
+    const route = this.route as CompiledRoute;
+    this.candidate = this.launch(route.candidate as Upstream, 'candidate', route.policy.timeoutMs);
+    if (route.policy.hedgeMs > 0 && this.body === null && SAFE.has(this.req.method as string)) {
+      this.hedgeTimer = setTimeout(onHedge, route.policy.hedgeMs, this);
+    }
+  }
+
+  private launchLegacy(): void {
+    const up = this.route?.legacy ?? (this.state.defaultUpstream as Upstream);
+    const budget = this.route?.policy.budgetMs ?? 0;
+    let timeout = 0;
+    if (budget > 0) {
+      timeout = Math.ceil(budget - (performance.now() - this.startedAt));
+      if (timeout <= 0) return this.reply(504, 'upstream_timeout', `route ${this.routeName} budget of ${budget} ms exhausted`);
+    }
+    this.legacyTries++;
+    this.legacy = this.launch(up, 'legacy', timeout);
+  }
+
+  private launch(up: Upstream, target: Target, timeoutMs: number): Attempt {
+    const headers = this.headers.concat('host', up.preserveHost ? (this.req.headers.host ?? up.host) : up.host);
+    const path = up.basePath + this.path + this.query;
+    return new Attempt(this, this.res, up, target, this.requestId).start(
+      { method: this.req.method as string, path, headers, body: this.body },
+      timeoutMs,
     );
   }
 
-  // 5. respond: success was streamed already; a failure before any byte becomes 502/504
-  attemptDone(result: AttemptResult): void {
-    const err = result.error;
-    if (err === undefined || result.headersSent) return;
-    if (err.kind === 'aborted' || this.res.destroyed) return;
-    // A keep-alive socket the upstream closed as we reused it: safe to try once more when the
-    // request is idempotent and had no body (nothing was consumed, nothing can be applied twice).
-    if (err.kind === 'reset' && this.attempts === 1 && IDEMPOTENT.has(this.req.method as string) && !hasBody(this.req.headers)) {
-      return this.send();
+  hedge(): void {
+    if (this.winner || this.done || this.candidateSettled || this.legacy) return;
+    this.launchLegacy();
+  }
+
+  accept(attempt: Attempt, status: number): boolean {
+    if (this.winner !== undefined || this.done) return false;
+    if (attempt.target === 'candidate') {
+      this.candidateOutcome(status >= 500 ? '5xx' : undefined);
+      if (fallsBackOnStatus((this.route as CompiledRoute).policy, status) && this.canFallBack(attempt)) return false;
     }
+    this.winner = attempt;
+    clearTimeout(this.hedgeTimer);
+    const other = attempt === this.candidate ? this.legacy : this.candidate;
+    other?.cancel();
+    if (attempt.target === 'legacy' && this.candidate !== undefined && this.fallback === undefined) this.noteFallback('hedge');
+    return true;
+  }
+
+  // 6. fall back, or answer the failure
+  attemptDone(attempt: Attempt, result: AttemptResult): void {
+    const err = result.error;
+    this.deps.observer.attempt({
+      route: this.routeName,
+      target: attempt.target,
+      upstream: attempt.upstream.name,
+      status: result.status,
+      durationMs: performance.now() - attempt.startedAt,
+      failure: err?.kind,
+    });
+    if (attempt.target === 'candidate') {
+      this.candidateSettled = true;
+      if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
+    } else {
+      this.accountLegacy(attempt, err);
+    }
+    if (err === undefined || result.headersSent) return this.finish();
+    if (this.done || this.winner !== undefined || err.kind === 'aborted') return;
+
+    if (attempt.target === 'candidate') {
+      if (this.legacy !== undefined) return; // hedged: legacy's answer is on its way
+      const route = this.route as CompiledRoute;
+      if (fallsBackOn(route.policy, err.kind, result.status) && this.canFallBack(attempt)) {
+        this.noteFallback(err.kind as FallbackReason);
+        return this.launchLegacy();
+      }
+      return this.replyError(err);
+    }
+    if (this.candidate !== undefined && !this.candidateSettled) return; // hedged: the candidate may still answer
+    // A keep-alive socket the upstream closed as we reused it: safe to try once more when the
+    // request is idempotent and nothing of its body was consumed.
+    if (err.kind === 'reset' && this.legacyTries === 1 && IDEMPOTENT.has(this.req.method as string) && (this.body === null || this.body instanceof Buffer)) {
+      return this.launchLegacy();
+    }
+    this.replyError(err);
+  }
+
+  /** Never replay a write the candidate may have seen, nor a body already streamed away. */
+  private canFallBack(attempt: Attempt): boolean {
+    if (!attempt.sent) return true; // the candidate provably never received a byte
+    return this.replayable && (this.body === null || this.body instanceof Buffer);
+  }
+
+  private candidateOutcome(failure: LiveFailure | undefined): void {
+    const route = this.route as CompiledRoute;
+    const health = route.candidateHealth as NonNullable<CompiledRoute['candidateHealth']>;
+    if (failure === undefined) {
+      health.success();
+      this.deps.autoDisable.success(route.flag as string);
+    } else {
+      health.failure(failure, route.name);
+      this.deps.autoDisable.failure(route.flag as string, failure, route.name);
+    }
+  }
+
+  private accountLegacy(attempt: Attempt, err: UpstreamError | undefined): void {
+    const health = this.state.health.get(attempt.upstream.name);
+    if (health === undefined) return;
+    if (err === undefined || err.kind === 'aborted' || err.kind === 'protocol') return health.success();
+    health.failure(liveFailure(err.kind), this.routeName);
+  }
+
+  private noteFallback(reason: FallbackReason): void {
+    this.fallback = reason;
+    this.deps.observer.fallback(this.routeName, reason);
+    this.deps.logger.warn({ requestId: this.requestId, route: this.routeName, reason }, 'fallback to legacy');
+  }
+
+  private replyError(err: UpstreamError): void {
     this.deps.logger.warn(
-      { requestId: this.requestId, route: this.route?.name, upstream: err.upstream, kind: err.kind, err: err.cause.message },
+      { requestId: this.requestId, route: this.routeName, upstream: err.upstream, kind: err.kind, err: err.cause.message },
       'upstream failed',
     );
     this.reply(err.status, err.status === 504 ? 'upstream_timeout' : 'bad_gateway', `upstream ${err.upstream} failed: ${err.kind}`);
   }
 
   private reply(status: number, error: string, message: string): void {
-    const body = errorBody(error, message, this.requestId);
-    this.res.writeHead(status, {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      'x-request-id': this.requestId,
-    });
-    this.res.end(body);
+    if (!this.res.headersSent && !this.res.destroyed) {
+      const body = errorBody(error, message, this.requestId);
+      this.res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': this.requestId });
+      this.res.end(body);
+    }
+    this.finish();
   }
+
+  /** The client's connection closed before the response finished. */
+  clientClosed(): void {
+    if (this.done) return;
+    if (this.candidate !== undefined && !this.candidateSettled) this.route?.candidateHealth?.released();
+    this.candidate?.cancel();
+    this.legacy?.cancel();
+    this.finish();
+  }
+
+  // 7. observe: one record per request
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.hedgeTimer);
+    this.deps.observer.request({
+      requestId: this.requestId,
+      method: this.req.method as string,
+      path: this.path,
+      route: this.routeName,
+      flag: this.route?.flag,
+      target: this.winner?.target ?? (this.fallback ? 'legacy' : this.decision.target),
+      why: this.decision.why,
+      fallback: this.fallback,
+      bucket: this.decision.bucket,
+      userId: this.userId,
+      status: this.res.headersSent ? this.res.statusCode : 0,
+      durationMs: performance.now() - this.startedAt,
+    });
+  }
+}
+
+function liveFailure(kind: string): LiveFailure {
+  return kind === 'connect' || kind === 'timeout' || kind === '5xx' ? kind : 'reset';
+}
+
+function onHedge(ex: Exchange): void {
+  ex.hedge();
+}
+
+function onClientClose(this: Tracked): void {
+  if (!this.writableFinished) this[kExchange]?.clientClosed();
 }

@@ -1,6 +1,8 @@
 import type { BlockList } from 'node:net';
 import { trustedProxyList, type Config } from '../config/load.js';
 import type { Upstream } from '../upstream/pools.js';
+import type { UpstreamHealth } from '../upstream/health.js';
+import { compilePolicy, type FallbackPolicy } from '../proxy/fallback.js';
 import { compileIdentity, type Identify } from './identity.js';
 import { RouteTable } from './match.js';
 
@@ -10,8 +12,10 @@ export interface CompiledRoute {
   readonly legacy: Upstream;
   readonly candidate: Upstream | undefined;
   readonly flag: string | undefined;
-  readonly timeoutMs: number | undefined;
   readonly identify: Identify;
+  readonly policy: FallbackPolicy;
+  readonly legacyHealth: UpstreamHealth;
+  readonly candidateHealth: UpstreamHealth | undefined;
 }
 
 /** Everything a request needs from config, swapped as one object on reload. */
@@ -21,9 +25,16 @@ export interface RoutingState {
   readonly defaultUpstream: Upstream | undefined;
   readonly trusted: BlockList | undefined;
   readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly health: ReadonlyMap<string, UpstreamHealth>;
+  /** Health of the default upstream (for accounting unrouted traffic). */
+  readonly defaultHealth: UpstreamHealth | undefined;
 }
 
-export function compileRouting(config: Config, upstreams: ReadonlyMap<string, Upstream>): RoutingState {
+export function compileRouting(
+  config: Config,
+  upstreams: ReadonlyMap<string, Upstream>,
+  health: ReadonlyMap<string, UpstreamHealth>,
+): RoutingState {
   const table = new RouteTable<CompiledRoute>();
   const defaultIdentity = compileIdentity(config.identity);
   const routes: CompiledRoute[] = [];
@@ -33,8 +44,10 @@ export function compileRouting(config: Config, upstreams: ReadonlyMap<string, Up
       legacy: upstreams.get(r.legacy) as Upstream,
       candidate: r.candidate !== undefined ? upstreams.get(r.candidate) : undefined,
       flag: r.flag,
-      timeoutMs: r.timeout,
       identify: r.identity ? compileIdentity(r.identity) : defaultIdentity,
+      policy: compilePolicy(r),
+      legacyHealth: health.get(r.legacy) as UpstreamHealth,
+      candidateHealth: r.candidate !== undefined ? health.get(r.candidate) : undefined,
     };
     routes.push(route);
     table.add(r.match.path, r.match.methods, route);
@@ -45,5 +58,7 @@ export function compileRouting(config: Config, upstreams: ReadonlyMap<string, Up
     defaultUpstream: config.default !== undefined ? upstreams.get(config.default) : undefined,
     trusted: trustedProxyList(config.trustedProxies),
     upstreams,
+    health,
+    defaultHealth: config.default !== undefined ? health.get(config.default) : undefined,
   };
 }

@@ -1,0 +1,55 @@
+import type { RouteConfig } from '../config/schema.js';
+import type { AttemptFailure } from '../observability/observer.js';
+
+/** A route's fallback policy, compiled once at config load. */
+export interface FallbackPolicy {
+  /** Time to response headers for the candidate attempt (0 = upstream idle timers only). */
+  readonly timeoutMs: number;
+  /** Time to response headers for the whole request, fallback included (0 = unbounded). */
+  readonly budgetMs: number;
+  /** Safe methods: start legacy too after this long without candidate headers (0 = off). */
+  readonly hedgeMs: number;
+  /** Max body buffered for replaying an Idempotency-Key write (0 = writes never replayed). */
+  readonly replayMaxBody: number;
+  readonly onConnect: boolean;
+  readonly onReset: boolean;
+  readonly onTimeout: boolean;
+  /** statuses[code - 500]: does this 5xx send the request to legacy? */
+  readonly statuses: readonly boolean[];
+}
+
+export function compilePolicy(route: RouteConfig): FallbackPolicy {
+  const on = new Set(route.fallbackOn);
+  const statuses = Array.from({ length: 100 }, (_, i) => on.has('5xx') || on.has(500 + i));
+  return {
+    timeoutMs: route.timeout ?? 0,
+    budgetMs: route.budget ?? 0,
+    hedgeMs: route.hedge ?? 0,
+    replayMaxBody: route.replayWrites?.maxBody ?? 0,
+    onConnect: on.has('connect'),
+    onReset: on.has('reset'),
+    onTimeout: on.has('timeout'),
+    statuses,
+  };
+}
+
+/** Is this response status one the route falls back on? */
+export function fallsBackOnStatus(p: FallbackPolicy, status: number): boolean {
+  return status >= 500 && status <= 599 && (p.statuses[status - 500] as boolean);
+}
+
+/** Is this failure kind one the route falls back on? */
+export function fallsBackOn(p: FallbackPolicy, failure: AttemptFailure, status: number): boolean {
+  switch (failure) {
+    case 'connect':
+      return p.onConnect;
+    case 'reset':
+      return p.onReset;
+    case 'timeout':
+      return p.onTimeout;
+    case '5xx':
+      return fallsBackOnStatus(p, status);
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,171 @@
+import type { HealthConfig, OutlierConfig } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Upstream } from './pools.js';
+
+/** Failures that count against an upstream on live traffic. */
+export type LiveFailure = 'connect' | 'reset' | 'timeout' | '5xx';
+
+export interface HealthView {
+  healthy: boolean;
+  /** Active probe verdict (true when not probed). */
+  probe: boolean;
+  /** Ejected by live-traffic failures until this time (ms since epoch), or 0. */
+  ejectedUntil: number;
+  ejections: number;
+  consecutiveFailures: number;
+  lastReason: string | undefined;
+}
+
+/**
+ * One upstream's health: active probes plus Envoy-style outlier detection on live traffic.
+ * `consecutiveFailures` failures eject it for baseEjection x (times ejected), capped at
+ * maxEjection. When an ejection ends, exactly one request is let through as a trial: success
+ * restores the upstream, failure ejects it again for longer. Unavailable upstreams get no traffic.
+ */
+export class UpstreamHealth {
+  private probeHealthy = true;
+  private probeFails = 0;
+  private probeOks = 0;
+  private failures = 0;
+  private ejectedUntil = 0;
+  private ejections = 0;
+  private trialInFlight = false;
+  private lastReason: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private intervalMs: number;
+  private closed = false;
+
+  constructor(
+    readonly upstream: Upstream,
+    private readonly outlier: OutlierConfig,
+    private readonly probe: HealthConfig | undefined,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.intervalMs = probe?.interval ?? 0;
+  }
+
+  /** Hot path: may this request go to the upstream? Claims the trial slot after an ejection. */
+  available(): boolean {
+    if (!this.probeHealthy) return false;
+    if (this.ejectedUntil === 0) return true;
+    if (this.now() < this.ejectedUntil || this.trialInFlight) return false;
+    this.trialInFlight = true;
+    return true;
+  }
+
+  /** A response below the failure threshold arrived. */
+  success(): void {
+    this.failures = 0;
+    if (this.ejectedUntil !== 0) {
+      this.logger.info({ upstream: this.upstream.name, ejections: this.ejections }, 'upstream restored after ejection');
+      this.ejectedUntil = 0;
+      this.ejections = 0;
+    }
+    this.trialInFlight = false;
+  }
+
+  /** The attempt ended without a verdict (the client left): free the trial slot, count nothing. */
+  released(): void {
+    this.trialInFlight = false;
+  }
+
+  failure(kind: LiveFailure, route: string): void {
+    this.failures++;
+    this.lastReason = `${kind} on route ${route}`;
+    const trial = this.trialInFlight;
+    this.trialInFlight = false;
+    if (trial || this.failures >= this.outlier.consecutiveFailures) this.eject(trial);
+  }
+
+  private eject(afterTrial: boolean): void {
+    this.ejections++;
+    const ms = Math.min(this.outlier.baseEjection * this.ejections, this.outlier.maxEjection);
+    this.ejectedUntil = this.now() + ms;
+    this.failures = 0;
+    this.logger.warn(
+      { upstream: this.upstream.name, reason: this.lastReason, ejectedMs: ms, ejections: this.ejections, afterTrial },
+      'upstream ejected',
+    );
+  }
+
+  view(): HealthView {
+    const ejectedUntil = this.ejectedUntil > this.now() ? this.ejectedUntil : 0;
+    return {
+      healthy: this.probeHealthy && ejectedUntil === 0,
+      probe: this.probeHealthy,
+      ejectedUntil,
+      ejections: this.ejections,
+      consecutiveFailures: this.failures,
+      lastReason: this.lastReason,
+    };
+  }
+
+  /** Starts probing (if configured or if an interval override asks for it). */
+  start(): void {
+    if (this.intervalMs > 0) this.schedule(0);
+  }
+
+  /** A flag's health_check_interval overrides the configured probe interval for its candidate. */
+  setInterval(ms: number | undefined): void {
+    const next = ms ?? this.probe?.interval ?? 0;
+    if (next === this.intervalMs) return;
+    this.intervalMs = next;
+    clearTimeout(this.timer);
+    if (next > 0 && !this.closed) this.schedule(next);
+    if (next === 0) this.probeHealthy = true;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => void this.runProbe(), delay);
+    this.timer.unref();
+  }
+
+  private async runProbe(): Promise<void> {
+    const cfg = this.probe ?? { path: '/health', timeout: 1000, unhealthyAfter: 3, healthyAfter: 2 };
+    let ok = false;
+    let reason = '';
+    try {
+      const r = await this.upstream.pool.request({
+        method: 'GET',
+        path: this.upstream.basePath + cfg.path,
+        headers: { host: this.upstream.host, 'user-agent': 'cutover-health' },
+        headersTimeout: cfg.timeout,
+        bodyTimeout: cfg.timeout,
+        signal: AbortSignal.timeout(cfg.timeout),
+      });
+      await r.body.dump();
+      ok = r.statusCode >= 200 && r.statusCode < 400;
+      reason = `status ${r.statusCode}`;
+    } catch (err) {
+      reason = (err as Error).message;
+    }
+    if (this.closed) return;
+    this.recordProbe(ok, reason, cfg);
+    if (this.intervalMs > 0) this.schedule(this.intervalMs);
+  }
+
+  private recordProbe(ok: boolean, reason: string, cfg: { unhealthyAfter: number; healthyAfter: number; path: string }): void {
+    if (ok) {
+      this.probeFails = 0;
+      this.probeOks++;
+      if (!this.probeHealthy && this.probeOks >= cfg.healthyAfter) {
+        this.probeHealthy = true;
+        this.logger.info({ upstream: this.upstream.name, path: cfg.path }, 'upstream healthy again (active probe)');
+      }
+      return;
+    }
+    this.probeOks = 0;
+    this.probeFails++;
+    if (this.probeHealthy && this.probeFails >= cfg.unhealthyAfter) {
+      this.probeHealthy = false;
+      this.lastReason = `probe ${cfg.path}: ${reason}`;
+      this.logger.warn({ upstream: this.upstream.name, reason: this.lastReason }, 'upstream unhealthy (active probe)');
+    }
+  }
+}

@@ -1,0 +1,230 @@
+import t, { type Test } from 'tap';
+import { createServer, type Server } from 'node:net';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { http } from '../helpers/http.js';
+import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+
+type RouteExtra = Record<string, unknown>;
+
+function config(legacyUrl: string, candidateUrl: string, route: RouteExtra = {}, candidateExtra: Record<string, unknown> = {}): ConfigInput {
+  return {
+    upstreams: { legacy: { url: legacyUrl }, candidate: { url: candidateUrl, ...candidateExtra } },
+    routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'f', timeout: '200ms', ...route }],
+  } as ConfigInput;
+}
+
+async function rawServer(t: Test, onSocket: (sock: import('node:net').Socket) => void): Promise<{ url: string; server: Server }> {
+  const server = createServer(onSocket);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+async function deadUrl(): Promise<string> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => s.close(() => r()));
+  return url;
+}
+
+async function burst(proxy: string, n: number, opts: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
+  const out: Array<{ status: number; served: string | undefined; ms: number }> = [];
+  for (let i = 0; i < n; i += 10) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(10, n - i) }, async (_, j) => {
+        const started = Date.now();
+        const r = await http(`${proxy}/api/item/${i + j}`, { ...opts, headers: { 'x-user-id': `u${i + j}`, ...opts.headers } });
+        let served: string | undefined;
+        try {
+          served = r.json<{ served_by?: string }>().served_by;
+        } catch {
+          served = undefined;
+        }
+        return { status: r.status, served, ms: Date.now() - started };
+      }),
+    );
+    out.push(...batch);
+  }
+  return out;
+}
+
+const ALL_IN = { f: { enabled: true, percentage: 100 } };
+
+t.test('candidate answering 500: every GET is answered 200 by legacy', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    res.writeHead(500);
+    res.end('boom');
+  });
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  const results = await burst(proxy, 40);
+  t.same(results.filter((r) => r.status !== 200 || r.served !== 'legacy'), [], 'all 200 from legacy');
+  t.ok(candidate.seen.length >= 3 && candidate.seen.length < 40, `candidate was ejected after a few failures (${candidate.seen.length} reached it)`);
+});
+
+t.test('hanging candidate: each request finishes within timeout + legacy latency, then stops paying it', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', () => undefined);
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  const results = await burst(proxy, 30);
+  t.same(results.filter((r) => r.status !== 200 || r.served !== 'legacy'), []);
+  const worst = Math.max(...results.map((r) => r.ms));
+  t.ok(worst < 200 + 250, `slowest request ${worst} ms (timeout 200 ms)`);
+  const slow = results.filter((r) => r.ms >= 190).length;
+  t.ok(slow <= 10, `only the requests before ejection paid the timeout (${slow})`);
+  const after = await burst(proxy, 10);
+  t.ok(after.every((r) => r.ms < 150), 'ejected candidate costs nothing');
+});
+
+t.test('candidate resetting sockets: every GET answered by legacy', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await rawServer(t, (sock) => sock.once('data', () => sock.destroy()));
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  const results = await burst(proxy, 30);
+  t.same(results.filter((r) => r.status !== 200 || r.served !== 'legacy'), []);
+});
+
+t.test('dead candidate: GETs and POSTs go to legacy without paying the timeout', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, await deadUrl()), ALL_IN));
+  const gets = await burst(proxy, 20);
+  t.same(gets.filter((r) => r.status !== 200 || r.served !== 'legacy'), []);
+  t.ok(gets.every((r) => r.ms < 150), 'connection refused is immediate');
+  const posts = await burst(proxy, 10, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
+  t.same(posts.filter((r) => r.status !== 200 || r.served !== 'legacy'), [], 'never-received POSTs are replayed on legacy');
+  t.equal(legacy.seen.filter((s) => s.method === 'POST').length, 10, 'each POST delivered exactly once');
+});
+
+t.test('a candidate that dies mid-rollout: within 2 s no request pays the timeout', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  t.ok((await burst(proxy, 10)).every((r) => r.served === 'candidate'));
+  candidate.server.closeAllConnections();
+  await new Promise<void>((r) => candidate.server.close(() => r()));
+  const died = Date.now();
+  const late: number[] = [];
+  let failed = 0;
+  while (Date.now() - died < 2500) {
+    for (const r of await burst(proxy, 10)) {
+      if (r.status !== 200) failed++;
+      if (Date.now() - died > 2000) late.push(r.ms);
+    }
+  }
+  t.equal(failed, 0, 'no request failed while the candidate died');
+  t.ok(late.length > 0 && late.every((ms) => ms < 150), `after 2 s every request is fast (max ${Math.max(...late)} ms)`);
+});
+
+t.test('POSTs are never delivered to both backends', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const failing = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(503);
+      res.end('down');
+    });
+  });
+  const resetting = await rawServer(t, (sock) => sock.once('data', () => sock.destroy()));
+  const hanging = await startUpstream(t, 'candidate', (req) => req.resume());
+  for (const [what, url, expected] of [
+    ['503', failing.url, 503],
+    ['reset after receiving', resetting.url, 502],
+    ['timeout', hanging.url, 504],
+  ] as const) {
+    const before = legacy.seen.length;
+    const cfg = config(legacy.url, url, {}, { outlier: { consecutiveFailures: 1000 } });
+    const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+    const posts = await burst(proxy, 10, { method: 'POST', body: '{"order":1}', headers: { 'content-type': 'application/json' } });
+    t.same([...new Set(posts.map((p) => p.status))], [expected], `${what}: the candidate's error is returned as is`);
+    t.equal(legacy.seen.length - before, 0, `${what}: legacy received none of them`);
+  }
+});
+
+t.test('Idempotency-Key writes are replayed on legacy when the route opts in', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(500);
+      res.end();
+    });
+  });
+  const cfg = config(legacy.url, candidate.url, { replayWrites: { maxBody: '64kb' } }, { outlier: { consecutiveFailures: 1000 } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const body = JSON.stringify({ order: 'x'.repeat(5000) });
+  const withKey = await http(`${proxy}/api/orders`, {
+    method: 'POST',
+    body,
+    headers: { 'x-user-id': 'u1', 'idempotency-key': 'k-1', 'content-type': 'application/json' },
+  });
+  t.equal(withKey.status, 200);
+  t.match(withKey.json(), { served_by: 'legacy', bytes: body.length }, 'legacy got the whole buffered body');
+  const withoutKey = await http(`${proxy}/api/orders`, { method: 'POST', body, headers: { 'x-user-id': 'u1' } });
+  t.equal(withoutKey.status, 500, 'no key: the candidate answer stands');
+  const big = await http(`${proxy}/api/orders`, { method: 'POST', body: 'y'.repeat(70_000), headers: { 'x-user-id': 'u1', 'idempotency-key': 'k-2' } });
+  t.equal(big.status, 500, 'over maxBody: streamed, not replayable');
+});
+
+t.test('no fallback once response bytes reached the client', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    res.writeHead(200, { 'content-length': '1000' });
+    res.write('partial');
+    setTimeout(() => res.socket?.destroy(), 20);
+  });
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  await t.rejects(http(`${proxy}/api/x`, { headers: { 'x-user-id': 'u1' } }), 'the client sees a cut response');
+  t.equal(legacy.seen.length, 0);
+});
+
+t.test('hedging: a slow candidate loses to legacy, a fast one wins', async (t) => {
+  let candidateDelay = 400;
+  let candidateClosed = 0;
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    res.on('close', () => candidateClosed++);
+    setTimeout(() => {
+      if (!res.destroyed) res.end(JSON.stringify({ served_by: 'candidate' }));
+    }, candidateDelay);
+  });
+  const cfg = config(legacy.url, candidate.url, { hedge: '50ms', timeout: '2s' });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const started = Date.now();
+  const r = await http(`${proxy}/api/h`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(r.json<{ served_by: string }>().served_by, 'legacy');
+  t.ok(Date.now() - started < 300, `answered in ${Date.now() - started} ms`);
+  await new Promise((res) => setTimeout(res, 100));
+  t.equal(candidateClosed, 1, 'the losing candidate request was cancelled');
+  candidateDelay = 0;
+  t.equal((await http(`${proxy}/api/h`, { headers: { 'x-user-id': 'u1' } })).json<{ served_by: string }>().served_by, 'candidate');
+});
+
+t.test('the route budget bounds the whole request', async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => setTimeout(() => res.end('late'), 600));
+  const candidate = await startUpstream(t, 'candidate', () => undefined);
+  const cfg = config(legacy.url, candidate.url, { timeout: '150ms', budget: '300ms' });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const started = Date.now();
+  const r = await http(`${proxy}/api/b`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(r.status, 504);
+  t.ok(Date.now() - started < 500, `gave up after ${Date.now() - started} ms`);
+});
+
+t.test('fallbackOn limits what falls back', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    res.writeHead(500);
+    res.end('mine');
+  });
+  const cfg = config(legacy.url, candidate.url, { fallbackOn: ['connect', 'timeout', 503] }, { outlier: { consecutiveFailures: 1000 } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const r = await http(`${proxy}/api/x`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(r.status, 500, '500 is not in the list: passed through');
+  t.equal(r.text, 'mine');
+});
+

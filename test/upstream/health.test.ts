@@ -1,0 +1,118 @@
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { http, postJson, servedBy } from '../helpers/http.js';
+import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
+import { UpstreamHealth } from '../../src/upstream/health.js';
+import { createUpstream } from '../../src/upstream/pools.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+
+t.test('outlier ejection grows while failing, lets one trial through, and restores on success', async (t) => {
+  let now = 1_000_000;
+  const up = createUpstream('c', { url: new URL('http://127.0.0.1:1'), connections: 1, connectTimeout: 100, headersTimeout: 100, bodyTimeout: 100, keepAliveTimeout: 100, preserveHost: false, outlier: { consecutiveFailures: 3, baseEjection: 1000, maxEjection: 2500 } });
+  t.teardown(() => up.pool.close());
+  const h = new UpstreamHealth(up, { consecutiveFailures: 3, baseEjection: 1000, maxEjection: 2500 }, undefined, silentLogger, () => now);
+  h.failure('timeout', 'r');
+  h.failure('5xx', 'r');
+  t.ok(h.available(), 'two failures: still in');
+  h.failure('connect', 'r');
+  t.notOk(h.available(), 'three consecutive: ejected');
+  t.equal(h.view().ejectedUntil, now + 1000);
+  now += 1000;
+  t.ok(h.available(), 'ejection over: one trial request');
+  t.notOk(h.available(), 'only one trial at a time');
+  h.failure('timeout', 'r');
+  t.equal(h.view().ejectedUntil, now + 2000, 'failed trial: ejected for twice as long');
+  now += 2000;
+  t.ok(h.available());
+  h.failure('timeout', 'r');
+  t.equal(h.view().ejectedUntil, now + 2500, 'capped at maxEjection');
+  now += 2500;
+  t.ok(h.available());
+  h.success();
+  t.ok(h.available() && h.available(), 'restored: no trial gating');
+  t.same(h.view().ejections, 0);
+  h.failure('5xx', 'r');
+  h.success();
+  h.failure('5xx', 'r');
+  h.failure('5xx', 'r');
+  t.ok(h.available(), 'a success in between resets the streak');
+});
+
+function cfg(legacyUrl: string, candidateUrl: string, candidateExtra: Record<string, unknown> = {}): ConfigInput {
+  return {
+    upstreams: { legacy: { url: legacyUrl }, candidate: { url: candidateUrl, ...candidateExtra } },
+    routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'f', timeout: '300ms' }],
+  } as ConfigInput;
+}
+
+t.test('active probes take an unhealthy candidate out and bring it back; users keep their buckets', async (t) => {
+  let healthy = true;
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    if (req.url === '/health') {
+      res.writeHead(healthy ? 200 : 503);
+      return res.end();
+    }
+    res.end(JSON.stringify({ served_by: 'candidate' }));
+  });
+  const health = { path: '/health', interval: '50ms', timeout: '100ms', unhealthyAfter: 2, healthyAfter: 2 };
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { health }), { f: { enabled: true, percentage: 50 } });
+  const { proxy, running } = await startCutover(t, dirs);
+  const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+  const sides = async () => Promise.all(users.map((u) => servedBy(proxy, '/api/x', u)));
+  const before = await sides();
+  t.ok(before.includes('candidate') && before.includes('legacy'));
+  healthy = false;
+  await waitFor(() => !running.cutover.health.view().candidate!.healthy, 2000, 'probe marks candidate unhealthy');
+  t.ok((await sides()).every((s) => s === 'legacy'), 'no traffic to an unhealthy candidate');
+  t.equal(running.cutover.health.view().legacy!.healthy, true, 'legacy is reported too');
+  healthy = true;
+  await waitFor(() => running.cutover.health.view().candidate!.healthy, 2000, 'recovers');
+  t.same(await sides(), before, 'the same users return to the candidate');
+});
+
+t.test('auto_disable_on_failure: the flag switches itself off, persisted and audited', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    res.writeHead(500);
+    res.end();
+  });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { outlier: { consecutiveFailures: 1000 } }), {
+    f: { enabled: true, percentage: 100, auto_disable_on_failure: true },
+  });
+  const { proxy, admin } = await startCutover(t, dirs);
+  for (let i = 0; i < 3; i++) t.equal(await servedBy(proxy, '/api/x', `u${i}`), 'legacy', 'masked by fallback');
+  await waitFor(async () => (await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled === false, 2000, 'flag disabled');
+  const file = JSON.parse(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'));
+  t.equal(file.enabled, false, 'persisted');
+  const audit = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  t.match(audit.at(-1), { source: 'auto-disable', flag: 'f', reason: /3 consecutive candidate failures \(last: 5xx on route api\)/, after: { enabled: false } });
+  const reached = candidate.seen.length;
+  await servedBy(proxy, '/api/y', 'u9');
+  t.equal(candidate.seen.length, reached, 'no more candidate traffic');
+  // Re-enabling is a human decision, and it sticks.
+  await postJson(`${admin}/api/v1/flags/f`, { enabled: true, auto_disable_after: 5 });
+  for (let i = 0; i < 4; i++) await servedBy(proxy, '/api/z', `v${i}`);
+  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'four failures < five: still on');
+});
+
+t.test("a flag's health_check_interval probes its candidate", async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  let probes = 0;
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    if (req.url === '/health') probes++;
+    res.writeHead(req.url === '/health' ? 503 : 200);
+    res.end(JSON.stringify({ served_by: 'candidate' }));
+  });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url), { f: { enabled: true, percentage: 100 } });
+  const { proxy, admin, running } = await startCutover(t, dirs);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(probes, 0, 'no health block, no interval: not probed');
+  t.equal(await servedBy(proxy, '/api/x', 'u1'), 'candidate');
+  await postJson(`${admin}/api/v1/flags/f`, { health_check_interval: 0.05 });
+  await waitFor(() => !running.cutover.health.view().candidate!.healthy, 2000, 'unhealthy via flag-driven probes');
+  t.ok(probes >= 3);
+  t.equal(await servedBy(proxy, '/api/x', 'u1'), 'legacy');
+});
