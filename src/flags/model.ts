@@ -86,6 +86,11 @@ export interface CompiledFlag {
   readonly autoDisableAfter: number;
   /** Probe interval for this flag's candidate, ms (health_check_interval), or undefined. */
   readonly healthIntervalMs: number | undefined;
+  /**
+   * Set for flags owned by an external flag system (Unleash): its SDK decides per user, so its
+   * constraints and strategies apply. `enabled`/`percentage` are then informational.
+   */
+  readonly evaluate?: (userId: string | undefined) => boolean;
 }
 
 export function compileFlag(name: string, s: FlagState): CompiledFlag {

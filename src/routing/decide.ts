@@ -11,7 +11,8 @@ export type Why =
   | 'cohort'
   | 'percentage'
   | 'no-user'
-  | 'anonymous';
+  | 'anonymous'
+  | 'unleash';
 
 export interface Decision {
   readonly target: Target;
@@ -27,6 +28,8 @@ const EXCLUDED: Decision = Object.freeze({ target: 'legacy', why: 'excluded' });
 const COHORT: Decision = Object.freeze({ target: 'candidate', why: 'cohort' });
 const NO_USER: Decision = Object.freeze({ target: 'legacy', why: 'no-user' });
 const ANON_CANDIDATE: Decision = Object.freeze({ target: 'candidate', why: 'anonymous' });
+const EXTERNAL_ON: Decision = Object.freeze({ target: 'candidate', why: 'unleash' });
+const EXTERNAL_OFF: Decision = Object.freeze({ target: 'legacy', why: 'unleash' });
 
 /**
  * The routing decision for one request, in the documented order:
@@ -36,6 +39,7 @@ const ANON_CANDIDATE: Decision = Object.freeze({ target: 'candidate', why: 'anon
  */
 export function decide(flag: CompiledFlag | undefined, userId: string | undefined): Decision {
   if (flag === undefined) return NO_FLAG;
+  if (flag.evaluate !== undefined) return flag.evaluate(userId) ? EXTERNAL_ON : EXTERNAL_OFF;
   if (!flag.enabled) return DISABLED;
   if (userId === undefined) {
     switch (flag.anonymous) {
