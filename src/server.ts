@@ -30,11 +30,23 @@ export async function serve(options: ServeOptions): Promise<Running> {
   assertAdminBindable(options.adminHost, options.adminToken);
   const cutover = await createCutover({ ...options, logger });
 
-  const proxy = createServer({ requireHostHeader: false }, cutover.handler);
+  const limits = cutover.config.limits;
+  const proxy = createServer(
+    {
+      requireHostHeader: false,
+      maxHeaderSize: limits.maxHeaderSize,
+      // Node checks header/request timeouts only this often (30 s by default), which would let a
+      // slowloris client hold a socket far past headersTimeout.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 2))),
+    },
+    cutover.handler,
+  );
   // Above the usual load balancer idle timeout (60 s), so the LB closes first and never sends on
   // a socket we are closing.
   proxy.keepAliveTimeout = 65_000;
-  proxy.headersTimeout = 66_000;
+  // Slowloris guards: a client gets this long to send its headers, and its whole request.
+  proxy.headersTimeout = limits.headersTimeout;
+  proxy.requestTimeout = limits.requestTimeout;
   const admin = createServer(cutover.adminHandler);
 
   proxy.listen(options.port, options.host);

@@ -8,6 +8,8 @@ import {
   type ConfigFile,
   type ConfigInput,
   type IdentityConfig,
+  type LimitsConfig,
+  type QaOverrideConfig,
   type RouteConfig,
   type UpstreamConfig,
 } from './schema.js';
@@ -18,9 +20,18 @@ export interface Config {
   default: string | undefined;
   identity: IdentityConfig;
   trustedProxies: string[];
+  limits: LimitsConfig;
+  qaOverride: QaOverrideConfig | undefined;
   routes: RouteConfig[];
   files: string[];
 }
+
+export const DEFAULT_LIMITS: LimitsConfig = {
+  maxBody: 100 * 1024 * 1024,
+  maxHeaderSize: 16 * 1024,
+  headersTimeout: 20_000,
+  requestTimeout: 300_000,
+};
 
 export const DEFAULT_IDENTITY: IdentityConfig = { sources: [{ header: 'x-user-id' }] };
 
@@ -99,6 +110,8 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   const upstreamFile = new Map<string, string>();
   let def: { name: string; file: string } | undefined;
   let identity: { cfg: IdentityConfig; file: string } | undefined;
+  let limits: { cfg: LimitsConfig; file: string } | undefined;
+  let qa: { cfg: QaOverrideConfig; file: string } | undefined;
   const trustedProxies: string[] = [];
   const routes: Array<{ route: RouteConfig; file: string; index: number }> = [];
 
@@ -116,6 +129,14 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     if (cfg.identity) {
       if (identity) problems.push({ file, key: 'identity', message: `already set in ${identity.file}` });
       identity = { cfg: cfg.identity, file };
+    }
+    if (cfg.limits) {
+      if (limits) problems.push({ file, key: 'limits', message: `already set in ${limits.file}` });
+      limits = { cfg: cfg.limits, file };
+    }
+    if (cfg.qaOverride) {
+      if (qa) problems.push({ file, key: 'qaOverride', message: `already set in ${qa.file}` });
+      qa = { cfg: cfg.qaOverride, file };
     }
     cfg.trustedProxies?.forEach((p, i) => {
       if (!validCidr(p)) problems.push({ file, key: `trustedProxies[${i}]`, message: `not an IP address or CIDR: ${p}` });
@@ -168,6 +189,8 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     default: def?.name,
     identity: identity?.cfg ?? DEFAULT_IDENTITY,
     trustedProxies,
+    limits: limits?.cfg ?? DEFAULT_LIMITS,
+    qaOverride: qa?.cfg,
     routes: routes.map((r) => r.route),
     files: inputs.map((i) => i.file),
   };

@@ -17,6 +17,24 @@ export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
   return ms;
 });
 
+const SIZE_RE = /^(\d+)\s*(b|kb|mb)?$/i;
+export function parseSize(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? v : undefined;
+  const m = SIZE_RE.exec(v.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
+}
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseSize(v);
+  if (n === undefined) {
+    ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(v)} (use e.g. 64kb, 10mb)` });
+    return z.NEVER;
+  }
+  return n;
+});
+
 const httpUrl = z.string().transform((v, ctx) => {
   let u: URL;
   try {
@@ -127,16 +145,30 @@ export const routeSchema = z.strictObject({
   /** Safe methods only: ask legacy too if the candidate has not answered by then. */
   hedge: duration.optional(),
   /** Writes carrying Idempotency-Key are buffered (up to maxBody) so they may be replayed on legacy. */
-  replayWrites: z.strictObject({ maxBody: z.union([z.string(), z.number()]).transform((v, ctx) => {
-    const n = parseSize(v);
-    if (n === undefined) {
-      ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(v)} (use e.g. 64kb, 1mb)` });
-      return z.NEVER;
-    }
-    return n;
-  }) }).optional(),
+  replayWrites: z.strictObject({ maxBody: size }).optional(),
   identity: identitySchema.optional(),
 });
+
+/** Limits on what clients may send; header size and timeouts apply at start, maxBody on reload too. */
+export const limitsSchema = z.strictObject({
+  /** Request bodies larger than this get 413 (0 = no limit). */
+  maxBody: size.default(100 * 1024 * 1024),
+  /** Total request header bytes; larger gets 431. */
+  maxHeaderSize: size.default(16 * 1024),
+  /** Time for a client to send the request headers (slowloris guard). */
+  headersTimeout: duration.default(20_000),
+  /** Time for a client to send the whole request, body included. */
+  requestTimeout: duration.default(300_000),
+});
+
+/** Lets QA force one request to a side, only with a secret; the header never reaches upstreams. */
+export const qaOverrideSchema = z
+  .strictObject({
+    header: z.string().min(1).transform((h) => h.toLowerCase()).default('x-cutover-force'),
+    secret: z.string().min(16, 'use a secret of at least 16 characters').optional(),
+    secretEnv: z.string().min(1).optional(),
+  })
+  .refine((o) => (o.secret === undefined) !== (o.secretEnv === undefined), 'qaOverride needs exactly one of secret or secretEnv');
 
 /** One file's worth of config; files are merged, so every key is optional here. */
 export const configFileSchema = z.strictObject({
@@ -144,6 +176,8 @@ export const configFileSchema = z.strictObject({
   default: name('upstream name').optional(),
   identity: identitySchema.optional(),
   trustedProxies: z.array(z.string().min(1)).optional(),
+  limits: limitsSchema.optional(),
+  qaOverride: qaOverrideSchema.optional(),
   routes: z.array(routeSchema).optional(),
 });
 
@@ -151,20 +185,13 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type HealthConfig = z.output<typeof healthSchema>;
 export type OutlierConfig = z.output<typeof outlierSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;
+export type QaOverrideConfig = z.output<typeof qaOverrideSchema>;
 export type IdentityConfig = z.output<typeof identitySchema>;
 export type IdentitySource = z.output<typeof identitySourceSchema>;
 export type JwtSourceConfig = z.output<typeof jwtSourceSchema>;
 export type ConfigFile = z.output<typeof configFileSchema>;
 export type ConfigInput = z.input<typeof configFileSchema>;
-
-const SIZE_RE = /^(\d+)\s*(b|kb|mb)?$/i;
-export function parseSize(v: string | number): number | undefined {
-  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? v : undefined;
-  const m = SIZE_RE.exec(v.trim());
-  if (!m) return undefined;
-  const unit = (m[2] ?? 'b').toLowerCase();
-  return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
-}
 
 /** Formats a zod issue path the way operators write config keys: routes[1].match.path */
 export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {

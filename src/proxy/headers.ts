@@ -35,14 +35,14 @@ function connectionTokens(raw: readonly string[]): Set<string> | undefined {
 
 /**
  * Copies the client's raw headers (flat [name, value, ...]) into `out`, dropping hop-by-hop
- * headers, those named in Connection, and the ones the proxy manages. Returns `out`.
+ * headers, those named in Connection, the ones the proxy manages, and `drop`. Returns `out`.
  */
-export function copyRequestHeaders(raw: readonly string[], out: string[]): string[] {
+export function copyRequestHeaders(raw: readonly string[], out: string[], drop?: string): string[] {
   const extra = connectionTokens(raw);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || MANAGED_REQUEST.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || MANAGED_REQUEST.has(lower) || lower === drop) continue;
     if (extra !== undefined && extra.has(lower)) continue;
     out.push(name, raw[i + 1] as string);
   }

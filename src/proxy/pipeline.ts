@@ -14,6 +14,7 @@ import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody } from './body-buffer.js';
+import { qaDecision } from './qa-override.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };
@@ -25,6 +26,8 @@ export interface PipelineDeps {
 const UNROUTED: Decision = Object.freeze({ target: 'legacy', why: 'no-candidate' });
 const kExchange = Symbol('cutover.exchange');
 type Tracked = ServerResponse & { [kExchange]?: Exchange };
+const kBodyCount = Symbol('cutover.bodyCount');
+type CountedRequest = IncomingMessage & { [kBodyCount]?: { seen: number; max: number; exchange: Exchange } };
 
 /**
  * The request's journey, top to bottom:
@@ -87,6 +90,8 @@ class Exchange implements AttemptOwner {
     this.requestId = typeof rid === 'string' && rid.length > 0 && rid.length <= 200 ? rid : randomUUID();
     this.res[kExchange] = this;
     this.res.on('close', onClientClose);
+    const declared = this.req.headers['content-length'];
+    if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
 
     // 1. match route
     const route = this.state.table.match(this.req.method as string, this.path);
@@ -98,6 +103,13 @@ class Exchange implements AttemptOwner {
     this.route = route;
     this.routeName = route.name;
     if (route.candidate === undefined || route.flag === undefined) return this.prepare('legacy');
+    if (this.state.qa !== undefined) {
+      const forced = qaDecision(this.req, this.state.qa);
+      if (forced !== undefined) {
+        this.decision = forced;
+        return this.prepare(forced.target); // QA wants this side even if it is ejected
+      }
+    }
 
     // 2. identify user (sync unless a JWT must be verified)
     const id = route.identify(this.req);
@@ -126,7 +138,7 @@ class Exchange implements AttemptOwner {
   private prepare(target: Target): void {
     if (this.done || this.res.destroyed) return this.finish(); // the client left while we decided
     const req = this.req;
-    const headers = copyRequestHeaders(req.rawHeaders, []);
+    const headers = copyRequestHeaders(req.rawHeaders, [], this.state.qa?.header);
     headers.push('x-request-id', this.requestId);
     appendForwarded(req, this.state.trusted, headers);
     this.headers = headers;
@@ -150,7 +162,26 @@ class Exchange implements AttemptOwner {
       }
     }
     this.body = req;
+    if (req.headers['content-length'] === undefined && this.state.maxBody > 0) {
+      // Chunked upload: count as it streams, since no length was declared up front.
+      (req as CountedRequest)[kBodyCount] = { seen: 0, max: this.state.maxBody, exchange: this };
+      req.on('data', countBody);
+    }
     this.launchFirst(target);
+  }
+
+  /** 413 before anything reaches an upstream; the connection closes so the body is not read. */
+  tooLarge(): void {
+    if (this.res.headersSent) return this.cancelAttempts(); // an upstream already answered: just stop
+    this.res.setHeader('connection', 'close');
+    // Cancelling destroys the request stream (and socket): do it once the 413 is on the wire.
+    this.res.once('finish', cancelOnFinish);
+    this.reply(413, 'body_too_large', `request body is larger than ${this.state.maxBody} bytes`);
+  }
+
+  cancelAttempts(): void {
+    this.candidate?.cancel();
+    this.legacy?.cancel();
   }
 
   // 5. forward within budget
@@ -293,8 +324,7 @@ class Exchange implements AttemptOwner {
   clientClosed(): void {
     if (this.done) return;
     if (this.candidate !== undefined && !this.candidateSettled) this.route?.candidateHealth?.released();
-    this.candidate?.cancel();
-    this.legacy?.cancel();
+    this.cancelAttempts();
     this.finish();
   }
 
@@ -326,6 +356,21 @@ function liveFailure(kind: string): LiveFailure {
 
 function onHedge(ex: Exchange): void {
   ex.hedge();
+}
+
+function cancelOnFinish(this: Tracked): void {
+  this[kExchange]?.cancelAttempts();
+}
+
+function countBody(this: CountedRequest, chunk: Buffer): void {
+  const c = this[kBodyCount];
+  if (c === undefined) return;
+  c.seen += chunk.length;
+  if (c.seen > c.max) {
+    this[kBodyCount] = undefined;
+    this.off('data', countBody);
+    c.exchange.tooLarge();
+  }
 }
 
 function onClientClose(this: Tracked): void {

@@ -1,4 +1,5 @@
 import type { BlockList } from 'node:net';
+import { createHash } from 'node:crypto';
 import { trustedProxyList, type Config } from '../config/load.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { UpstreamHealth } from '../upstream/health.js';
@@ -28,13 +29,29 @@ export interface RoutingState {
   readonly health: ReadonlyMap<string, UpstreamHealth>;
   /** Health of the default upstream (for accounting unrouted traffic). */
   readonly defaultHealth: UpstreamHealth | undefined;
+  /** Request bodies above this many bytes get 413 (0 = unlimited). */
+  readonly maxBody: number;
+  readonly qa: QaOverride | undefined;
+}
+
+/** The QA override header and the SHA-256 of its secret (compared in constant time). */
+export interface QaOverride {
+  readonly header: string;
+  readonly secretHash: Buffer;
 }
 
 export function compileRouting(
   config: Config,
   upstreams: ReadonlyMap<string, Upstream>,
   health: ReadonlyMap<string, UpstreamHealth>,
+  env: NodeJS.ProcessEnv = process.env,
 ): RoutingState {
+  let qa: QaOverride | undefined;
+  if (config.qaOverride) {
+    const secret = config.qaOverride.secret ?? env[config.qaOverride.secretEnv as string];
+    if (!secret) throw new Error(`qaOverride: environment variable ${config.qaOverride.secretEnv} is not set`);
+    qa = { header: config.qaOverride.header, secretHash: createHash('sha256').update(secret).digest() };
+  }
   const table = new RouteTable<CompiledRoute>();
   const defaultIdentity = compileIdentity(config.identity);
   const routes: CompiledRoute[] = [];
@@ -60,5 +77,7 @@ export function compileRouting(
     upstreams,
     health,
     defaultHealth: config.default !== undefined ? health.get(config.default) : undefined,
+    maxBody: config.limits.maxBody,
+    qa,
   };
 }

@@ -12,7 +12,8 @@ export type Why =
   | 'percentage'
   | 'no-user'
   | 'anonymous'
-  | 'unleash';
+  | 'unleash'
+  | 'override';
 
 export interface Decision {
   readonly target: Target;
