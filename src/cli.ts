@@ -9,6 +9,8 @@ import { listenBackend } from './demo/backends.js';
 import { createLogger, silentLogger } from './observability/logger.js';
 import { serve, type Running } from './server.js';
 import { parseDuration } from './util/duration.js';
+import { reloadLogged } from './config/watch.js';
+import { DEFAULTS, ENV } from './defaults.js';
 
 const pkgRoot = fileURLToPath(new URL('..', import.meta.url));
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -25,7 +27,15 @@ Options:
   --admin-port N        admin API port                                 [9090]
   --admin-host ADDR     admin bind address (non-loopback needs a token) [127.0.0.1]
   --drain-timeout DUR   on SIGTERM, time in-flight requests get        [10s]
+  --no-watch            don't reload when files in --routes change (SIGHUP still reloads)
   -h, --help            this help
+
+Fleet mode (routing flags from Unleash; every option also from the environment):
+  --unleash-url URL               Unleash API URL, e.g. http://unleash:4242/api   (UNLEASH_URL)
+  --unleash-token TOKEN           backend token <project>:<env>.<secret>          (UNLEASH_API_TOKEN)
+  --unleash-app-name NAME         application name shown in Unleash [cutover]     (UNLEASH_APP_NAME)
+  --unleash-refresh-interval MS   poll period, ms or a duration like 2s [1000]    (UNLEASH_REFRESH_INTERVAL)
+  --unleash-admin-token TOKEN     apply admin flag changes in Unleash (else 409)  (UNLEASH_ADMIN_TOKEN)
 
 Environment:
   CUTOVER_ADMIN_TOKEN   when set, admin calls need "Authorization: Bearer <token>"
@@ -110,6 +120,7 @@ function installSignals(running: Running): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void reloadLogged(() => running.cutover.reload(), running.logger, 'SIGHUP'));
 }
 
 async function cmdServe(args: string[]): Promise<void> {
@@ -123,20 +134,54 @@ async function cmdServe(args: string[]): Promise<void> {
       'admin-port': { type: 'string' },
       'admin-host': { type: 'string' },
       'drain-timeout': { type: 'string' },
+      'no-watch': { type: 'boolean' },
+      'unleash-url': { type: 'string' },
+      'unleash-token': { type: 'string' },
+      'unleash-app-name': { type: 'string' },
+      'unleash-refresh-interval': { type: 'string' },
+      'unleash-admin-token': { type: 'string' },
     },
     SERVE_HELP,
   );
+  const unleash = unleashOptions(v);
   const running = await startOrExplain({
     routesDir: (v.routes as string | undefined) ?? './routes',
     flagsDir: (v.flags as string | undefined) ?? './flags',
-    port: port(v.port, 'port', 8080),
-    host: (v.host as string | undefined) ?? '0.0.0.0',
-    adminPort: port(v['admin-port'], 'admin-port', 9090),
-    adminHost: (v['admin-host'] as string | undefined) ?? '127.0.0.1',
-    drainTimeoutMs: durationOpt(v['drain-timeout'], 'drain-timeout', 10_000),
-    adminToken: process.env.CUTOVER_ADMIN_TOKEN || undefined,
+    port: port(v.port, 'port', DEFAULTS.port),
+    host: (v.host as string | undefined) ?? DEFAULTS.host,
+    adminPort: port(v['admin-port'], 'admin-port', DEFAULTS.adminPort),
+    adminHost: (v['admin-host'] as string | undefined) ?? DEFAULTS.adminHost,
+    drainTimeoutMs: durationOpt(v['drain-timeout'], 'drain-timeout', DEFAULTS.drainTimeoutMs),
+    adminToken: process.env[ENV.adminToken] || undefined,
+    watchRoutes: v['no-watch'] !== true,
+    ...(unleash && { unleash }),
   });
   installSignals(running);
+}
+
+/** Fleet mode's options: a flag wins over its environment variable; URL and token go together. */
+function unleashOptions(v: Values): NonNullable<Parameters<typeof serve>[0]['unleash']> | undefined {
+  const opt = (flag: string, env: string) => (v[flag] as string | undefined) ?? (process.env[env] || undefined);
+  const url = opt('unleash-url', 'UNLEASH_URL');
+  const apiToken = opt('unleash-token', 'UNLEASH_API_TOKEN');
+  if (url === undefined && apiToken === undefined) return undefined;
+  if (url === undefined) fail('--unleash-token (UNLEASH_API_TOKEN) needs --unleash-url (UNLEASH_URL) too');
+  if (apiToken === undefined) fail('--unleash-url (UNLEASH_URL) needs --unleash-token (UNLEASH_API_TOKEN) too: a backend token');
+  try {
+    if (!/^https?:$/.test(new URL(url).protocol)) throw new Error('not http(s)');
+  } catch {
+    fail(`--unleash-url (UNLEASH_URL) must be an http(s) URL like http://unleash:4242/api, got ${url}`);
+  }
+  const rawInterval = opt('unleash-refresh-interval', 'UNLEASH_REFRESH_INTERVAL');
+  let refreshIntervalMs = 1000;
+  if (rawInterval !== undefined) {
+    const ms = /^\d+$/.test(rawInterval.trim()) ? Number(rawInterval) : parseDuration(rawInterval);
+    if (ms === undefined || ms < 100) fail(`--unleash-refresh-interval (UNLEASH_REFRESH_INTERVAL) must be ms (>= 100) or a duration like 2s, got ${rawInterval}`);
+    refreshIntervalMs = ms;
+  }
+  const appName = opt('unleash-app-name', 'UNLEASH_APP_NAME');
+  const adminToken = opt('unleash-admin-token', 'UNLEASH_ADMIN_TOKEN');
+  return { url, apiToken, refreshIntervalMs, ...(appName && { appName }), ...(adminToken && { adminToken }) };
 }
 
 async function startOrExplain(opts: Parameters<typeof serve>[0]): Promise<Running> {
@@ -182,8 +227,8 @@ async function cmdDemo(args: string[]): Promise<void> {
   }
   const legacy = await listenBackend('legacy', 7001).catch((e: Error) => fail(`cannot start the legacy sample backend on :7001: ${e.message}`, 1));
   const fresh = await listenBackend('new', 7002).catch((e: Error) => fail(`cannot start the new sample backend on :7002: ${e.message}`, 1));
-  const p = port(v.port, 'port', 8080);
-  const ap = port(v['admin-port'], 'admin-port', 9090);
+  const p = port(v.port, 'port', DEFAULTS.port);
+  const ap = port(v['admin-port'], 'admin-port', DEFAULTS.adminPort);
   const running = await startOrExplain({
     routesDir: `${pkgRoot}/routes`,
     flagsDir,
@@ -193,11 +238,12 @@ async function cmdDemo(args: string[]): Promise<void> {
     adminHost: '127.0.0.1',
     drainTimeoutMs: 2000,
     adminToken: process.env.CUTOVER_ADMIN_TOKEN || undefined,
-    logger: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
+    logger: createLogger({ level: process.env.LOG_LEVEL ?? 'info', pretty: true }),
   });
   const auth = process.env.CUTOVER_ADMIN_TOKEN ? ' -H "Authorization: Bearer $CUTOVER_ADMIN_TOKEN"' : '';
   process.stdout.write(`
 cutover demo: proxy on http://127.0.0.1:${running.proxyPort}, admin on http://127.0.0.1:${running.adminPort}
+dashboard: http://127.0.0.1:${running.adminPort}/   metrics: http://127.0.0.1:${running.adminPort}/metrics
 sample backends: legacy on :7001, new on :7002 (routes in ${pkgRoot}routes, flags in ${flagsDir})
 
 Try:

@@ -1,14 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { configFromObject, loadConfigDir, type Config } from './config/load.js';
 import type { ConfigInput } from './config/schema.js';
 import { FilePersistence } from './flags/file-persistence.js';
 import { FlagStore } from './flags/store.js';
+import { bootstrapFileIn, UnleashSource, type UnleashSourceOptions } from './flags/unleash-source.js';
 import { createAdminHandler } from './admin/router.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { compileRouting } from './routing/compile.js';
 import { Pipeline } from './proxy/pipeline.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
 import { HealthRegistry } from './upstream/health-registry.js';
+import { watchRoutes } from './config/watch.js';
 import { AutoDisabler } from './flags/auto-disable.js';
 import { noopObserver, type Observer } from './observability/observer.js';
 import { CutoverObserver, teeObserver } from './observability/observer-impl.js';
@@ -24,20 +27,35 @@ export interface CutoverOptions {
   /** Rescan period for flags/ in ms (file watching is immediate; this is a safety net). */
   flagsPollMs?: number;
   adminToken?: string;
+  /** Reload when files in routesDir change (SIGHUP and reload() work either way). */
+  watchRoutes?: boolean;
   logger?: Logger;
   observer?: Observer;
   /** User ids in request logs: hash (default; or CUTOVER_LOG_USER_IDS), raw, none. */
   logUserIds?: UserIdMode;
+  /**
+   * Fleet mode: routing flags come from this Unleash server (see README "Running a fleet");
+   * flagsDir then keeps the bootstrap file, the audit log and per-replica settings only.
+   */
+  unleash?: Omit<UnleashSourceOptions, 'logger'>;
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface Cutover {
   handler: Handler;
+  /** For the server's 'upgrade' event (WebSockets). */
+  upgradeHandler: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Closes open WebSocket tunnels (at the end of a drain). */
+  closeUpgraded(): void;
   adminHandler: Handler;
   flags: FlagStore;
+  /** Fleet mode's flag source; `status()` feeds cutover_flags_source_up and ..._last_success_seconds. */
+  flagSource: UnleashSource | undefined;
   config: Config;
   health: HealthRegistry;
+  /** Re-reads routesDir and swaps routes and upstreams without dropping a connection. */
+  reload(): Promise<Config>;
   /** Metrics, live windows and request logs (what /metrics, /api/v1/status and the dashboard show). */
   observability: CutoverObserver;
   /** False while draining, so /readyz turns red before listeners close. */
@@ -56,16 +74,23 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
   const persistence = options.flagsDir
     ? new FilePersistence({ dir: options.flagsDir, logger, pollMs: options.flagsPollMs ?? 2000 })
     : undefined;
-  const flags = new FlagStore(logger, persistence);
+  const flagSource = options.unleash
+    ? new UnleashSource({
+        ...options.unleash,
+        bootstrapFile: options.unleash.bootstrapFile ?? (options.flagsDir ? bootstrapFileIn(options.flagsDir) : undefined),
+        logger,
+      })
+    : undefined;
+  const flags = new FlagStore(logger, persistence, flagSource);
   await flags.start();
 
-  const upstreams = createUpstreams(config.upstreams);
-  const health = new HealthRegistry(config, upstreams, flags, logger);
-  health.start();
+  let { upstreams } = createUpstreams(config.upstreams);
+  const health = new HealthRegistry(flags, logger);
+  const healthMap = health.update(config, upstreams);
   const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
   const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
   const startedAt = Date.now();
-  const pipeline = new Pipeline(compileRouting(config, upstreams, health.byName), {
+  const pipeline = new Pipeline(compileRouting(config, upstreams, healthMap), {
     flags,
     logger,
     observer,
@@ -73,14 +98,37 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
   });
   let ready = true;
 
-  for (const r of config.routes) {
-    if (r.flag && !flags.get(r.flag)) {
-      logger.warn({ route: r.name, flag: r.flag }, 'route flag does not exist yet: every user goes to legacy until it is created');
+  warnMissingFlags(config, flags, logger);
+  const stopWatching = options.watchRoutes && options.routesDir ? watchRoutes(options.routesDir, reload, logger) : () => undefined;
+
+  /** Re-reads routesDir; an invalid config throws ConfigError and the running one keeps serving. */
+  async function reload(): Promise<Config> {
+    if (!options.routesDir) throw new Error('config was given as an object: nothing to reload from');
+    const next = await loadConfigDir(options.routesDir);
+    const built = createUpstreams(next.upstreams, { upstreams, configs: config.upstreams });
+    let state;
+    try {
+      state = compileRouting(next, built.upstreams, new Map(health.byName));
+    } catch (err) {
+      const current = new Set(upstreams.values());
+      await closeUpstreams([...built.upstreams.values()].filter((u) => !current.has(u)));
+      throw err;
     }
+    const healthNext = health.update(next, built.upstreams);
+    pipeline.setState(compileRouting(next, built.upstreams, healthNext));
+    config = next;
+    upstreams = built.upstreams;
+    warnMissingFlags(config, flags, logger);
+    // Retired pools finish their in-flight requests, then close.
+    void closeUpstreams(built.retired);
+    logger.info({ routes: next.routes.length, upstreams: next.upstreams.size, retired: built.retired.map((u) => u.name) }, 'config reloaded');
+    return next;
   }
 
   return {
     handler: pipeline.handle,
+    upgradeHandler: pipeline.upgrades.handle,
+    closeUpgraded: () => pipeline.upgrades.closeAll(),
     adminHandler: createAdminHandler({
       flags,
       logger,
@@ -89,7 +137,11 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
       status: { observer: observability, flags, topology: () => topologyOf(config), startedAt },
     }),
     flags,
-    config,
+    flagSource,
+    get config() {
+      return config;
+    },
+    reload,
     health,
     observability,
     setReady(r) {
@@ -97,10 +149,20 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
     },
     async close() {
       ready = false;
+      stopWatching();
+      pipeline.upgrades.closeAll();
       health.close();
       observability.close();
       await flags.close();
       await closeUpstreams(upstreams.values());
     },
   };
+}
+
+function warnMissingFlags(config: Config, flags: FlagStore, logger: Logger): void {
+  for (const r of config.routes) {
+    if (r.flag && !flags.get(r.flag)) {
+      logger.warn({ route: r.name, flag: r.flag }, 'route flag does not exist yet: every user goes to legacy until it is created');
+    }
+  }
 }

@@ -17,6 +17,7 @@ export interface ServeOptions extends CutoverOptions {
 
 export interface Running {
   cutover: Cutover;
+  logger: Logger;
   proxy: Server;
   admin: Server;
   proxyPort: number;
@@ -47,6 +48,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   // Slowloris guards: a client gets this long to send its headers, and its whole request.
   proxy.headersTimeout = limits.headersTimeout;
   proxy.requestTimeout = limits.requestTimeout;
+  proxy.on('upgrade', cutover.upgradeHandler);
   const admin = createServer(cutover.adminHandler);
 
   proxy.listen(options.port, options.host);
@@ -61,23 +63,29 @@ export async function serve(options: ServeOptions): Promise<Running> {
     (stopping ??= (async () => {
       logger.info({ drainTimeoutMs: options.drainTimeoutMs }, 'draining');
       cutover.setReady(false);
-      await Promise.all([drain(proxy, options.drainTimeoutMs), drain(admin, options.drainTimeoutMs)]);
+      await Promise.all([
+        drain(proxy, options.drainTimeoutMs, () => cutover.closeUpgraded()),
+        drain(admin, options.drainTimeoutMs),
+      ]);
       await cutover.close();
       logger.info('stopped');
     })());
 
-  return { cutover, proxy, admin, proxyPort, adminPort, shutdown };
+  return { cutover, logger, proxy, admin, proxyPort, adminPort, shutdown };
 }
 
 /**
  * Stops accepting connections and closes keep-alive sockets as soon as they go idle, so every
  * in-flight request completes; after `timeoutMs` whatever is left is cut.
  */
-async function drain(server: Server, timeoutMs: number): Promise<void> {
+async function drain(server: Server, timeoutMs: number, atDeadline?: () => void): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
   const sweep = setInterval(() => server.closeIdleConnections(), 50);
-  const deadline = setTimeout(() => server.closeAllConnections(), timeoutMs);
+  const deadline = setTimeout(() => {
+    server.closeAllConnections();
+    atDeadline?.(); // upgraded sockets (WebSockets) are no longer the HTTP server's to close
+  }, timeoutMs);
   await closed;
   clearInterval(sweep);
   clearTimeout(deadline);

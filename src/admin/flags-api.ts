@@ -1,12 +1,26 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FlagValidationError } from '../flags/model.js';
-import type { FlagStore } from '../flags/store.js';
+import { FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/model.js';
+import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
 
-/** GET /api/v1/flags */
+/** GET /api/v1/flags (in fleet mode also `source`: is Unleash reachable, since when) */
 export function listFlags(flags: FlagStore, res: ServerResponse): void {
-  sendJson(res, 200, { flags: flags.list() });
+  const source = flags.external?.status();
+  sendJson(res, 200, source ? { flags: flags.list(), source: sourceJson(source) } : { flags: flags.list() });
+}
+
+export function sourceJson(s: FlagSourceStatus, now = Date.now()): Record<string, unknown> {
+  return {
+    kind: s.kind,
+    up: s.up,
+    serving_from: s.servingFrom,
+    flags: s.flags,
+    last_success_at: s.lastSuccessAt !== undefined ? new Date(s.lastSuccessAt).toISOString() : null,
+    seconds_since_success: s.lastSuccessAt !== undefined ? Math.round((now - s.lastSuccessAt) / 100) / 10 : null,
+    last_failure_at: s.lastFailureAt !== undefined ? new Date(s.lastFailureAt).toISOString() : null,
+    last_error: s.lastError ?? null,
+  };
 }
 
 /** GET /api/v1/flags/:name */
@@ -24,6 +38,9 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     sendJson(res, 200, view);
   } catch (err) {
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
+    // Fleet mode: the flag belongs to Unleash (no admin token, or a change it cannot take).
+    if (err instanceof FlagOwnedError) throw new HttpError(409, 'owned_by_unleash', err.message);
+    if (err instanceof FlagSourceError) throw new HttpError(502, 'unleash_error', err.message);
     throw err;
   }
 }

@@ -27,6 +27,13 @@ export function sendError(res: ServerResponse, err: HttpError, headers?: Record<
 
 /** Reads a JSON request body up to `limit` bytes; anything else is a 4xx HttpError. */
 export async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<unknown> {
+  // Only application/json: a web page can POST text/plain or form bodies cross-site without a
+  // CORS preflight, which would let any browser on the operator's machine flip flags (CSRF).
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type !== 'application/json') {
+    req.resume();
+    throw new HttpError(415, 'unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"');
+  }
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new HttpError(413, 'body_too_large', `body is larger than ${limit} bytes`);
   const chunks: Buffer[] = [];

@@ -4,6 +4,9 @@ import type { FlagStore } from '../flags/store.js';
 import { tokenChecker } from './auth.js';
 import { getFlag, listFlags, postFlag } from './flags-api.js';
 import { HttpError, sendError, sendJson } from './http.js';
+import { DASHBOARD_HEADERS, DASHBOARD_HTML } from './dashboard/page.js';
+import { getMetrics, getStatus, type StatusDeps } from './status-api.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface AdminDeps {
   flags: FlagStore;
@@ -11,6 +14,8 @@ export interface AdminDeps {
   token?: string | undefined;
   /** False while starting or draining: /readyz answers 503 so load balancers stop sending. */
   isReady: () => boolean;
+  /** Observability: GET /metrics, GET /api/v1/status and the dashboard at GET /. */
+  status?: StatusDeps | undefined;
 }
 
 const FLAG_PATH = /^\/api\/v1\/flags\/([^/]+)$/;
@@ -38,14 +43,31 @@ async function dispatch(
   const method = req.method ?? 'GET';
 
   // Probes carry no credentials: liveness and readiness are open on the admin listener.
-  if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-  if (path === '/readyz') return deps.isReady() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'not ready' });
+  if (path === DEFAULTS.livenessPath) return sendJson(res, 200, { status: 'ok' });
+  if (path === DEFAULTS.readinessPath) return deps.isReady() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'not ready' });
+
+  // The dashboard page is static and holds no data: it must load without credentials so it can
+  // ask for the token; every call it makes goes through the checks below.
+  if (path === '/' || path === '/index.html') {
+    if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET, HEAD');
+    res.writeHead(200, { ...DASHBOARD_HEADERS, 'content-length': Buffer.byteLength(DASHBOARD_HTML) });
+    res.end(method === 'HEAD' ? undefined : DASHBOARD_HTML);
+    return;
+  }
 
   if (!authorized(req)) {
     req.resume();
     return sendError(res, new HttpError(401, 'unauthorized', 'missing or wrong bearer token'), { 'www-authenticate': 'Bearer' });
   }
 
+  if (path === DEFAULTS.metricsPath && deps.status) {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    return getMetrics(deps.status.observer, res);
+  }
+  if (path === '/api/v1/status' && deps.status) {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    return getStatus(deps.status, res);
+  }
   if (path === '/api/v1/flags') {
     if (method !== 'GET') throw methodNotAllowed('GET');
     return listFlags(deps.flags, res);

@@ -55,7 +55,27 @@ export const flagFileSchema = z.strictObject({
 export type FlagPatch = z.output<typeof flagPatchSchema>;
 export type FlagState = Omit<z.output<typeof flagFileSchema>, 'name'>;
 /** The state as the API shows it: the name first, then every field. */
-export type FlagView = { name: string } & FlagState;
+export type FlagView = { name: string } & FlagState & FlagSourceInfo;
+
+/** What the API adds for flags in fleet mode (src/flags/unleash-source.ts); absent otherwise. */
+export interface FlagSourceInfo {
+  /** Who decides the routing: "unleash", or "file" for a local file that does not route in fleet mode. */
+  source?: 'unleash' | 'file';
+  /** The toggle as Unleash has it, in the environment of cutover's API token. */
+  unleash?: UnleashToggleInfo;
+  /** Why a local flag file has no effect on routing (fleet mode: only Unleash routes). */
+  ignored?: string;
+}
+
+export interface UnleashToggleInfo {
+  project: string | undefined;
+  type: string | undefined;
+  stale: boolean;
+  /** The strategies that decide, in order (any one on = candidate), as the SDK evaluates them. */
+  strategies: Array<{ name: string; rollout?: number; stickiness?: string; groupId?: string; constraints: number; segments: number }>;
+  /** False when `percentage` does not tell the whole story (constraints, several or other strategies). */
+  percentage_exact: boolean;
+}
 
 /**
  * A flag created by a patch starts disabled at 100%: like an Unleash toggle with its default
@@ -173,4 +193,29 @@ function withoutMeta(s: FlagState): Omit<FlagState, 'updated_at' | 'updated_by'>
 
 function stableJson(v: object): string {
   return JSON.stringify(v, Object.keys(v).sort());
+}
+
+/** The fields that decide who goes where; in fleet mode Unleash owns them. */
+export const ROUTING_FIELDS = ['enabled', 'percentage', 'cohort', 'exclude', 'anonymous'] as const;
+
+/**
+ * A change to a flag that its owner (Unleash, in fleet mode) does not allow from here: the admin
+ * API answers 409 with the message, which says where to make the change instead.
+ */
+export class FlagOwnedError extends Error {
+  constructor(
+    message: string,
+    readonly owner: string,
+  ) {
+    super(message);
+    this.name = 'FlagOwnedError';
+  }
+}
+
+/** The flag's owner could not be reached or refused the change (admin API: 502). */
+export class FlagSourceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FlagSourceError';
+  }
 }

@@ -28,6 +28,8 @@ export interface AttemptOwner {
   accept(attempt: Attempt, status: number): boolean;
   /** Called exactly once per attempt, unless the owner cancelled it. */
   attemptDone(attempt: Attempt, result: AttemptResult): void;
+  /** An upload without Content-Length passed the body limit while streaming. */
+  tooLarge(): void;
 }
 
 const kStreaming = Symbol('cutover.streaming');
@@ -57,6 +59,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private rejectedStatus = 0;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
+  private bodyLimit = 0;
+  private bodyBytes = 0;
 
   constructor(
     private readonly owner: AttemptOwner,
@@ -66,7 +70,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     private readonly requestId: string,
   ) {}
 
-  start(req: ForwardRequest, timeoutMs: number): this {
+  /** `bodyLimit` > 0 counts an undeclared-length upload as undici writes it (without touching the stream). */
+  start(req: ForwardRequest, timeoutMs: number, bodyLimit = 0): this {
+    this.bodyLimit = bodyLimit;
     if (timeoutMs > 0) this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
     this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
     return this;
@@ -100,6 +106,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.res[kStreaming] = this;
     this.res.on('drain', resumeOnDrain);
     return true;
+  }
+
+  onBodySent(chunk: { length: number } | number): void {
+    if (this.bodyLimit === 0 || typeof chunk === 'number') return;
+    this.bodyBytes += chunk.length;
+    if (this.bodyBytes > this.bodyLimit) {
+      this.bodyLimit = 0;
+      this.owner.tooLarge();
+    }
   }
 
   onData(chunk: Buffer): boolean {

@@ -4,35 +4,34 @@ import type { Logger } from '../observability/logger.js';
 import type { FallbackReason, Observer } from '../observability/observer.js';
 import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
-import { decide, type Decision, type Target } from '../routing/decide.js';
+import type { Decision, Target } from '../routing/decide.js';
+import { choose, UNROUTED, type Chooser } from '../routing/choose.js';
 import { normalizePath } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { LiveFailure } from '../upstream/health.js';
+import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
 import { errorBody, type UpstreamError } from './errors.js';
 import { appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody } from './body-buffer.js';
-import { qaDecision } from './qa-override.js';
+import { UpgradeProxy } from './websocket.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };
   logger: Logger;
   observer: Observer;
-  autoDisable: { success(flag: string): void; failure(flag: string, reason: string, route: string): void };
+  autoDisable: AutoDisable;
 }
 
-const UNROUTED: Decision = Object.freeze({ target: 'legacy', why: 'no-candidate' });
 const kExchange = Symbol('cutover.exchange');
 type Tracked = ServerResponse & { [kExchange]?: Exchange };
-const kBodyCount = Symbol('cutover.bodyCount');
-type CountedRequest = IncomingMessage & { [kBodyCount]?: { seen: number; max: number; exchange: Exchange } };
 
 /**
  * The request's journey, top to bottom:
- *   match route -> identify user -> decide target -> health gate -> forward within budget
- *   -> fall back (or hedge) -> respond -> observe.
+ *   match route -> identify user -> decide target -> health gate   (routing/choose.ts)
+ *   -> forward within budget -> fall back (or hedge) -> respond -> observe   (here)
  * Each step is a small module; this file only sequences them. One Exchange object per request
  * carries the state, so the hot path allocates no closures.
  */
@@ -40,19 +39,24 @@ export class Pipeline {
   constructor(
     private state: RoutingState,
     private readonly deps: PipelineDeps,
-  ) {}
+  ) {
+    this.upgrades = new UpgradeProxy(() => this.state, deps);
+  }
 
   /** Swaps routes/upstreams atomically; requests already routed keep the state they started with. */
   setState(state: RoutingState): void {
     this.state = state;
   }
 
+  /** WebSocket/Upgrade requests, routed by the same rules. */
+  readonly upgrades: UpgradeProxy;
+
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     new Exchange(this.state, this.deps, req, res).start();
   };
 }
 
-class Exchange implements AttemptOwner {
+class Exchange implements AttemptOwner, Chooser {
   private readonly startedAt = performance.now();
   private route: CompiledRoute | undefined;
   private routeName = 'unrouted';
@@ -65,6 +69,7 @@ class Exchange implements AttemptOwner {
   private body: IncomingMessage | Buffer | null = null;
   /** May a request the candidate saw be replayed on legacy? (safe method, or opted-in write) */
   private replayable = false;
+  private bodyLimit = 0;
   private candidate: Attempt | undefined;
   private legacy: Attempt | undefined;
   private winner: Attempt | undefined;
@@ -93,46 +98,22 @@ class Exchange implements AttemptOwner {
     const declared = this.req.headers['content-length'];
     if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
 
-    // 1. match route
-    const route = this.state.table.match(this.req.method as string, this.path);
+    // 1-4. match route, identify user, decide target, health gate
+    choose(this.state, this.deps.flags, this.req, this.path, this);
+  }
+
+  chosen(route: CompiledRoute | undefined, decision: Decision, target: Target, userId: string | undefined, unhealthy: boolean): void {
     if (route === undefined) {
       if (this.state.defaultUpstream === undefined) return this.reply(404, 'no_route', `no route matches ${this.req.method} ${this.path}`);
       this.routeName = 'default';
-      return this.prepare('legacy');
+    } else {
+      this.route = route;
+      this.routeName = route.name;
     }
-    this.route = route;
-    this.routeName = route.name;
-    if (route.candidate === undefined || route.flag === undefined) return this.prepare('legacy');
-    if (this.state.qa !== undefined) {
-      const forced = qaDecision(this.req, this.state.qa);
-      if (forced !== undefined) {
-        this.decision = forced;
-        return this.prepare(forced.target); // QA wants this side even if it is ejected
-      }
-    }
-
-    // 2. identify user (sync unless a JWT must be verified)
-    const id = route.identify(this.req);
-    if (typeof id === 'object') {
-      id.then(
-        (uid) => this.routeUser(uid),
-        () => this.routeUser(undefined),
-      );
-      return;
-    }
-    this.routeUser(id);
-  }
-
-  // 3. decide target, 4. health gate: an unavailable candidate's users go to legacy (keeping their bucket)
-  private routeUser(userId: string | undefined): void {
-    const route = this.route as CompiledRoute;
+    this.decision = decision;
     this.userId = userId;
-    this.decision = decide(this.deps.flags.get(route.flag as string), userId);
-    if (this.decision.target === 'candidate' && !(route.candidateHealth as NonNullable<CompiledRoute['candidateHealth']>).available()) {
-      this.noteFallback('unhealthy');
-      return this.prepare('legacy');
-    }
-    this.prepare(this.decision.target);
+    if (unhealthy) this.noteFallback('unhealthy');
+    this.prepare(target);
   }
 
   private prepare(target: Target): void {
@@ -162,11 +143,8 @@ class Exchange implements AttemptOwner {
       }
     }
     this.body = req;
-    if (req.headers['content-length'] === undefined && this.state.maxBody > 0) {
-      // Chunked upload: count as it streams, since no length was declared up front.
-      (req as CountedRequest)[kBodyCount] = { seen: 0, max: this.state.maxBody, exchange: this };
-      req.on('data', countBody);
-    }
+    // A chunked upload declared no length: its attempts count the bytes as they are sent.
+    if (req.headers['content-length'] === undefined) this.bodyLimit = this.state.maxBody;
     this.launchFirst(target);
   }
 
@@ -212,6 +190,7 @@ class Exchange implements AttemptOwner {
     return new Attempt(this, this.res, up, target, this.requestId).start(
       { method: this.req.method as string, path, headers, body: this.body },
       timeoutMs,
+      this.bodyLimit,
     );
   }
 
@@ -249,7 +228,7 @@ class Exchange implements AttemptOwner {
       this.candidateSettled = true;
       if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
     } else {
-      this.accountLegacy(attempt, err);
+      recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
     }
     if (err === undefined || result.headersSent) return this.finish();
     if (this.done || this.winner !== undefined || err.kind === 'aborted') return;
@@ -279,22 +258,7 @@ class Exchange implements AttemptOwner {
   }
 
   private candidateOutcome(failure: LiveFailure | undefined): void {
-    const route = this.route as CompiledRoute;
-    const health = route.candidateHealth as NonNullable<CompiledRoute['candidateHealth']>;
-    if (failure === undefined) {
-      health.success();
-      this.deps.autoDisable.success(route.flag as string);
-    } else {
-      health.failure(failure, route.name);
-      this.deps.autoDisable.failure(route.flag as string, failure, route.name);
-    }
-  }
-
-  private accountLegacy(attempt: Attempt, err: UpstreamError | undefined): void {
-    const health = this.state.health.get(attempt.upstream.name);
-    if (health === undefined) return;
-    if (err === undefined || err.kind === 'aborted' || err.kind === 'protocol') return health.success();
-    health.failure(liveFailure(err.kind), this.routeName);
+    recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
   }
 
   private noteFallback(reason: FallbackReason): void {
@@ -350,27 +314,12 @@ class Exchange implements AttemptOwner {
   }
 }
 
-function liveFailure(kind: string): LiveFailure {
-  return kind === 'connect' || kind === 'timeout' || kind === '5xx' ? kind : 'reset';
-}
-
 function onHedge(ex: Exchange): void {
   ex.hedge();
 }
 
 function cancelOnFinish(this: Tracked): void {
   this[kExchange]?.cancelAttempts();
-}
-
-function countBody(this: CountedRequest, chunk: Buffer): void {
-  const c = this[kBodyCount];
-  if (c === undefined) return;
-  c.seen += chunk.length;
-  if (c.seen > c.max) {
-    this[kBodyCount] = undefined;
-    this.off('data', countBody);
-    c.exchange.tooLarge();
-  }
 }
 
 function onClientClose(this: Tracked): void {

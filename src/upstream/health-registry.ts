@@ -4,33 +4,46 @@ import type { Logger } from '../observability/logger.js';
 import { UpstreamHealth, type HealthView } from './health.js';
 import type { Upstream } from './pools.js';
 
-/** One UpstreamHealth per upstream, with probe intervals following the flags' health_check_interval. */
+/**
+ * One UpstreamHealth per upstream, with probe intervals following the flags' health_check_interval.
+ * On a config reload, upstreams that kept their Upstream object keep their health state too, so
+ * an ejected candidate stays ejected across an unrelated route edit.
+ */
 export class HealthRegistry {
-  readonly byName = new Map<string, UpstreamHealth>();
-  private readonly unsubscribe: () => void;
+  byName = new Map<string, UpstreamHealth>();
+  private config: Config | undefined;
+  private readonly sync = () => this.syncIntervals();
 
   constructor(
-    private readonly config: Config,
-    upstreams: ReadonlyMap<string, Upstream>,
     private readonly flags: FlagStore,
-    logger: Logger,
+    private readonly logger: Logger,
   ) {
-    for (const [name, up] of upstreams) {
-      const cfg = config.upstreams.get(name);
-      if (cfg) this.byName.set(name, new UpstreamHealth(up, cfg.outlier, cfg.health, logger));
-    }
-    const sync = () => this.syncIntervals();
-    flags.on('change', sync);
-    this.unsubscribe = () => flags.off('change', sync);
+    flags.on('change', this.sync);
   }
 
-  start(): void {
-    for (const h of this.byName.values()) h.start();
+  /** Adopts a (new) config and its upstreams; returns the health map to compile routes with. */
+  update(config: Config, upstreams: ReadonlyMap<string, Upstream>): Map<string, UpstreamHealth> {
+    const next = new Map<string, UpstreamHealth>();
+    for (const [name, up] of upstreams) {
+      const prev = this.byName.get(name);
+      const cfg = config.upstreams.get(name);
+      if (prev !== undefined && prev.upstream === up) next.set(name, prev);
+      else if (cfg) {
+        const h = new UpstreamHealth(up, cfg.outlier, cfg.health, this.logger);
+        h.start();
+        next.set(name, h);
+      }
+    }
+    for (const [name, h] of this.byName) if (next.get(name) !== h) h.close();
+    this.byName = next;
+    this.config = config;
     this.syncIntervals();
+    return next;
   }
 
   /** A candidate is probed as often as the most demanding flag routing to it asks. */
   private syncIntervals(): void {
+    if (!this.config) return;
     const wanted = new Map<string, number>();
     for (const r of this.config.routes) {
       if (r.candidate === undefined || r.flag === undefined) continue;
@@ -48,7 +61,7 @@ export class HealthRegistry {
   }
 
   close(): void {
-    this.unsubscribe();
+    this.flags.off('change', this.sync);
     for (const h of this.byName.values()) h.close();
   }
 }

@@ -10,6 +10,10 @@ export interface Upstream {
   /** Host header to send unless the upstream preserves the client's. */
   readonly host: string;
   readonly preserveHost: boolean;
+  /** For connections made outside the pool (WebSocket tunnels). */
+  readonly hostname: string;
+  readonly port: number;
+  readonly secure: boolean;
 }
 
 export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
@@ -27,13 +31,28 @@ export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
     basePath: cfg.url.pathname === '/' ? '' : cfg.url.pathname.replace(/\/+$/, ''),
     host: cfg.url.host,
     preserveHost: cfg.preserveHost,
+    hostname: cfg.url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(cfg.url.port) || (cfg.url.protocol === 'https:' ? 443 : 80),
+    secure: cfg.url.protocol === 'https:',
   };
 }
 
-export function createUpstreams(configs: Map<string, UpstreamConfig>): Map<string, Upstream> {
-  const out = new Map<string, Upstream>();
-  for (const [name, cfg] of configs) out.set(name, createUpstream(name, cfg));
-  return out;
+/**
+ * Upstreams for a config. Given the previous set, an upstream whose config did not change keeps
+ * its Upstream (and pool, with its warm connections); `retired` lists the ones to close.
+ */
+export function createUpstreams(
+  configs: Map<string, UpstreamConfig>,
+  previous?: { upstreams: ReadonlyMap<string, Upstream>; configs: ReadonlyMap<string, UpstreamConfig> },
+): { upstreams: Map<string, Upstream>; retired: Upstream[] } {
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, cfg] of configs) {
+    const old = previous?.upstreams.get(name);
+    const same = old !== undefined && JSON.stringify(previous?.configs.get(name)) === JSON.stringify(cfg);
+    upstreams.set(name, same ? old : createUpstream(name, cfg));
+  }
+  const retired = [...(previous?.upstreams.values() ?? [])].filter((u) => upstreams.get(u.name) !== u);
+  return { upstreams, retired };
 }
 
 /** Closes every pool, letting in-flight requests finish first. */

@@ -70,6 +70,12 @@ t.test('malformed input gets 400 with a reason and changes nothing', async (t) =
     const r = await rawPath(admin, 'POST', `/api/v1/flags/${name}`, '{"enabled": true}');
     t.equal(r.status, 400, `flag name ${name}`);
   }
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const r = await http(`${admin}/api/v1/flags/f`, { method: 'POST', body: '{"enabled": false}', headers: { 'content-type': type } });
+    t.equal(r.status, 415, `${type}: refused (a browser could send it cross-site)`);
+  }
+  const noType = await http(`${admin}/api/v1/flags/f`, { method: 'POST', body: '{"enabled": false}' });
+  t.equal(noType.status, 415, 'no content type: refused');
   const big = await postJson(`${admin}/api/v1/flags/f`, { description: 'x'.repeat(70_000) });
   t.equal(big.status, 413, 'oversized body');
   t.equal(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'), before, 'flag file unchanged');

@@ -96,7 +96,7 @@ export interface InProcess {
 export async function startCutover(
   t: Teardown,
   dirs: { routesDir: string; flagsDir: string },
-  opts: { adminToken?: string; flagsPollMs?: number } = {},
+  opts: { adminToken?: string; flagsPollMs?: number; watchRoutes?: boolean; logger?: import('pino').Logger } = {},
 ): Promise<InProcess> {
   const running = await serve({
     routesDir: dirs.routesDir,
@@ -106,8 +106,9 @@ export async function startCutover(
     adminPort: 0,
     adminHost: '127.0.0.1',
     drainTimeoutMs: 2000,
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
     flagsPollMs: opts.flagsPollMs ?? 200,
+    watchRoutes: opts.watchRoutes ?? false,
     ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
   });
   t.teardown(() => running.shutdown());
@@ -124,9 +125,30 @@ export interface Spawned {
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
-/** Runs the built CLI as its own process (`npm test` builds first) and waits until it listens. */
+/** A port that was free a moment ago (for processes that must be told their port up front). */
+export async function freePort(): Promise<number> {
+  const { createServer: createNet } = await import('node:net');
+  const s = createNet();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/**
+ * Runs the built CLI as its own process (`npm test` builds first) and waits until /readyz answers.
+ * `--port 0` / `--admin-port 0` are replaced by free ports, so no log line has to be parsed.
+ */
 export async function spawnCutover(t: Teardown, args: string[], env: Record<string, string> = {}): Promise<Spawned> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const argv = [...args];
+  for (const flag of ['--port', '--admin-port']) {
+    const i = argv.indexOf(flag);
+    if (i !== -1 && argv[i + 1] === '0') argv[i + 1] = String(await freePort());
+  }
+  const port = argv[argv.indexOf('--port') + 1];
+  const adminPort = argv[argv.indexOf('--admin-port') + 1];
+  const child = spawn(process.execPath, [CLI, ...argv], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -140,23 +162,19 @@ export async function spawnCutover(t: Teardown, args: string[], env: Record<stri
   const stdout: string[] = [];
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const lines = createInterface({ input: child.stdout! });
-  return new Promise<Spawned>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cutover did not start in 10 s; stderr: ${stderr}`)), 10_000);
-    child.on('exit', (code) => reject(new Error(`cutover exited with ${code}: ${stderr}`)));
-    lines.on('line', (line) => {
-      stdout.push(line);
-      try {
-        const rec = JSON.parse(line) as { msg?: string; proxy?: string; admin?: string };
-        if (rec.msg === 'cutover listening') {
-          clearTimeout(timer);
-          resolve({ child, proxy: `http://${rec.proxy}`, admin: `http://${rec.admin}`, stdout, exited });
-        }
-      } catch {
-        /* not JSON: ignore */
-      }
-    });
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (stdout.length < 10_000) stdout.push(line);
   });
+  const proxy = `http://127.0.0.1:${port}`;
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`cutover exited with ${child.exitCode}: ${stderr}`);
+    const ok = await fetch(`${admin}/readyz`).then((r) => r.ok, () => false);
+    if (ok) return { child, proxy, admin, stdout, exited };
+    if (Date.now() > deadline) throw new Error(`cutover did not become ready in 10 s; stderr: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** serve args for a spawned proxy on ephemeral loopback ports. */

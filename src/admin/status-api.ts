@@ -1,0 +1,165 @@
+import type { ServerResponse } from 'node:http';
+import type { FlagView } from '../flags/model.js';
+import type { UpstreamHealthInfo } from '../observability/metrics.js';
+import type { CutoverObserver, FallbackStatus, TargetStatus } from '../observability/observer-impl.js';
+import type { Target } from '../routing/decide.js';
+import { sendJson } from './http.js';
+
+/** A route as the status API shows it (from config). */
+export interface RouteInfo {
+  name: string;
+  match: { path: string; methods?: string[] | undefined } | null;
+  flag: string | undefined;
+  legacy: string;
+  candidate: string | undefined;
+}
+
+/** The routing config the status API describes; a function so a reload is picked up. */
+export interface Topology {
+  routes: RouteInfo[];
+  /** Upstream for requests no route matches (shown as the route "default"). */
+  default: string | undefined;
+  upstreams: string[];
+}
+
+export interface StatusDeps {
+  observer: CutoverObserver;
+  flags: { list(): FlagView[] };
+  topology: () => Topology;
+  /** Process start, for uptime (ms since epoch). */
+  startedAt?: number;
+}
+
+/** Builds the topology from a loaded Config (structurally, so tests can pass plain objects). */
+export function topologyOf(config: {
+  routes: ReadonlyArray<{ name: string; match: { path: string; methods?: string[] | undefined }; legacy: string; candidate?: string | undefined; flag?: string | undefined }>;
+  default: string | undefined;
+  upstreams: ReadonlyMap<string, unknown>;
+}): Topology {
+  return {
+    routes: config.routes.map((r) => ({
+      name: r.name,
+      match: { path: r.match.path, ...(r.match.methods !== undefined && { methods: r.match.methods }) },
+      flag: r.flag,
+      legacy: r.legacy,
+      candidate: r.candidate,
+    })),
+    default: config.default,
+    upstreams: [...config.upstreams.keys()],
+  };
+}
+
+export interface FlagSummary {
+  exists: boolean;
+  enabled: boolean;
+  percentage: number;
+  auto_disable_on_failure?: boolean;
+  updated_at?: string | undefined;
+  updated_by?: string | undefined;
+}
+
+export interface TargetView extends TargetStatus {
+  upstream: string;
+  /** null until health checking reports this upstream. */
+  health: UpstreamHealthInfo | null;
+}
+
+export interface RouteStatus {
+  name: string;
+  match: RouteInfo['match'];
+  flag: string | null;
+  /** null for a route without a flag; exists:false when the flag is missing (all traffic to legacy). */
+  flag_state: FlagSummary | null;
+  legacy: TargetView;
+  candidate: TargetView | null;
+  fallbacks: FallbackStatus;
+}
+
+export interface StatusBody {
+  time: string;
+  uptime_s: number;
+  routes: RouteStatus[];
+  flags: Array<FlagView & { routes: string[] }>;
+  upstreams: Array<{ name: string; health: UpstreamHealthInfo | null; routes: string[] }>;
+}
+
+/** The whole live picture, as GET /api/v1/status answers it. */
+export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
+  const topo = deps.topology();
+  const flagList = deps.flags.list();
+  const flags = new Map(flagList.map((f) => [f.name, f]));
+  const health = deps.observer.health?.() ?? {};
+  const healthOf = (u: string): UpstreamHealthInfo | null => health[u] ?? null;
+
+  const target = (route: string, t: Target, upstream: string): TargetView => ({
+    upstream,
+    health: healthOf(upstream),
+    ...deps.observer.targetStatus(route, t),
+  });
+
+  const routes: RouteStatus[] = topo.routes.map((r) => {
+    const f = r.flag !== undefined ? flags.get(r.flag) : undefined;
+    return {
+      name: r.name,
+      match: r.match,
+      flag: r.flag ?? null,
+      flag_state:
+        r.flag === undefined
+          ? null
+          : f === undefined
+            ? { exists: false, enabled: false, percentage: 0 }
+            : {
+                exists: true,
+                enabled: f.enabled,
+                percentage: f.percentage,
+                auto_disable_on_failure: f.auto_disable_on_failure,
+                updated_at: f.updated_at,
+                updated_by: f.updated_by,
+              },
+      legacy: target(r.name, 'legacy', r.legacy),
+      candidate: r.candidate !== undefined ? target(r.name, 'candidate', r.candidate) : null,
+      fallbacks: deps.observer.fallbackStatus(r.name),
+    };
+  });
+  const known = new Set(routes.map((r) => r.name));
+  if (topo.default !== undefined && !known.has('default')) {
+    known.add('default');
+    routes.push({
+      name: 'default',
+      match: null,
+      flag: null,
+      flag_state: null,
+      legacy: target('default', 'legacy', topo.default),
+      candidate: null,
+      fallbacks: deps.observer.fallbackStatus('default'),
+    });
+  }
+
+  const routesOfFlag = (name: string) => topo.routes.filter((r) => r.flag === name).map((r) => r.name);
+  const routesOfUpstream = (name: string) =>
+    topo.routes.filter((r) => r.legacy === name || r.candidate === name).map((r) => r.name).concat(topo.default === name ? ['default'] : []);
+
+  return {
+    time: new Date(now).toISOString(),
+    uptime_s: Math.round((now - (deps.startedAt ?? now)) / 1000),
+    routes,
+    flags: flagList.map((f) => ({ ...f, routes: routesOfFlag(f.name) })),
+    upstreams: topo.upstreams.map((name) => ({ name, health: healthOf(name), routes: routesOfUpstream(name) })),
+  };
+}
+
+/** GET /api/v1/status */
+export function getStatus(deps: StatusDeps, res: ServerResponse): void {
+  sendJson(res, 200, statusBody(deps));
+}
+
+/** GET /metrics: Prometheus text format. */
+export async function getMetrics(observer: CutoverObserver, res: ServerResponse): Promise<void> {
+  const text = await observer.metrics.text();
+  res.writeHead(200, {
+    'content-type': observer.metrics.contentType,
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}

@@ -1,0 +1,24 @@
+/** Defaults shared by the CLI, the admin listener and the deployment manifests' test. */
+export const DEFAULTS = {
+  port: 8080,
+  host: '0.0.0.0',
+  adminPort: 9090,
+  adminHost: '127.0.0.1',
+  drainTimeoutMs: 10_000,
+  livenessPath: '/healthz',
+  readinessPath: '/readyz',
+  metricsPath: '/metrics',
+} as const;
+
+/** Environment variables the CLI reads. */
+export const ENV = {
+  adminToken: 'CUTOVER_ADMIN_TOKEN',
+  logLevel: 'LOG_LEVEL',
+  logUserIds: 'CUTOVER_LOG_USER_IDS',
+  logUserKey: 'CUTOVER_LOG_USER_KEY',
+  unleashUrl: 'UNLEASH_URL',
+  unleashToken: 'UNLEASH_API_TOKEN',
+  unleashAppName: 'UNLEASH_APP_NAME',
+  unleashRefreshInterval: 'UNLEASH_REFRESH_INTERVAL',
+  unleashAdminToken: 'UNLEASH_ADMIN_TOKEN',
+} as const;

@@ -1,0 +1,354 @@
+import { join } from 'node:path';
+import { Unleash, type ClientFeaturesResponse, type Context } from 'unleash-client';
+import type { Logger } from '../observability/logger.js';
+import { FlagOwnedError, NEW_FLAG, type CompiledFlag, type FlagPatch, type FlagView, type UnleashToggleInfo } from './model.js';
+import type { Actor, ExternalChange, ExternalFlags, FlagSourceStatus } from './store.js';
+import { BootstrapStorage } from './unleash-bootstrap.js';
+import { UnleashAdmin, type AdminFeature } from './unleash-admin.js';
+
+type Feature = ClientFeaturesResponse['features'][number];
+
+/** The bootstrap file's name inside the flags directory. */
+export const UNLEASH_BOOTSTRAP_FILE = '.unleash-bootstrap.json';
+
+export interface UnleashSourceOptions {
+  /** The Unleash API URL, as for any server-side SDK: `https://unleash.example.com/api`. */
+  url: string;
+  /** A backend (client) token: `<project>:<environment>.<secret>`. */
+  apiToken: string;
+  /** Shown in Unleash's UI as the application [cutover]. */
+  appName?: string;
+  /** Poll period in ms [1000]. */
+  refreshIntervalMs?: number;
+  /** When set, admin POSTs for Unleash flags are applied through Unleash's Admin API. */
+  adminToken?: string;
+  /** The environment admin changes go to [from the API token, else "development"]. */
+  environment?: string;
+  /** Project for toggles created through the admin API ["default"]. */
+  project?: string;
+  /** Where the last fetched state is kept for restarts during an outage [no file]. */
+  bootstrapFile?: string;
+  /** How long start() waits for the first fetch when there is no bootstrap file, ms [5000]. */
+  startupWaitMs?: number;
+  /** Don't send usage metrics (per-toggle yes/no counts) to Unleash [false: send them]. */
+  disableMetrics?: boolean;
+  /** SDK request timeout, ms [10000]. */
+  timeoutMs?: number;
+  logger: Logger;
+}
+
+const NO_USER: Context = Object.freeze({});
+
+/**
+ * Routing flags from a real Unleash server through unleash-client (fleet mode).
+ *
+ * - Decisions: a route's `flag` is an Unleash toggle name; each request asks the SDK's
+ *   `isEnabled(toggle, { userId })` through `CompiledFlag.evaluate`, so flexibleRollout,
+ *   constraints, segments and every other strategy work as in any app using the Node SDK.
+ * - State: the SDK polls every `refreshIntervalMs`; the last payload fetched is written to the
+ *   bootstrap file and loaded at start, so a restart while Unleash is down keeps routing.
+ * - Outages: a failed fetch changes nothing (the SDK keeps its last state); `status()` says
+ *   down, and the transition is logged once each way.
+ * - Admin changes: refused (FlagOwnedError, 409) unless an admin token is configured, in which
+ *   case they are applied in Unleash (UnleashAdmin) and awaited until this replica sees them.
+ */
+export class UnleashSource implements ExternalFlags {
+  readonly kind = 'unleash';
+  private client: Unleash | undefined;
+  private readonly storage: BootstrapStorage;
+  private readonly admin: UnleashAdmin | undefined;
+  private readonly compiledFlags = new Map<string, CompiledFlag>();
+  private readonly views = new Map<string, FlagView>();
+  private readonly fingerprints = new Map<string, string>();
+  private onChange: ((changes: ExternalChange[]) => void) | undefined;
+  private readonly refreshIntervalMs: number;
+  readonly environment: string;
+
+  private up = false;
+  private everUp = false;
+  private lastSuccessAt: number | undefined;
+  private lastFailureAt: number | undefined;
+  private lastError: string | undefined;
+  private downSince: number | undefined;
+  private failureLogged = false;
+  private synced = false;
+  private closed = false;
+
+  constructor(private readonly opts: UnleashSourceOptions) {
+    this.refreshIntervalMs = opts.refreshIntervalMs ?? 1000;
+    this.environment = opts.environment ?? environmentOfToken(opts.apiToken) ?? 'development';
+    this.storage = new BootstrapStorage(opts.bootstrapFile, opts.url, opts.logger, () => this.fetched());
+    this.admin = opts.adminToken
+      ? new UnleashAdmin({ apiUrl: opts.url, token: opts.adminToken, environment: this.environment, project: opts.project ?? 'default' })
+      : undefined;
+  }
+
+  async start(onChange: (changes: ExternalChange[]) => void): Promise<void> {
+    const log = this.opts.logger;
+    const client = new Unleash({
+      url: this.opts.url,
+      appName: this.opts.appName ?? 'cutover',
+      environment: this.environment,
+      customHeaders: { Authorization: this.opts.apiToken },
+      refreshInterval: this.refreshIntervalMs,
+      disableMetrics: this.opts.disableMetrics ?? false,
+      storageProvider: this.storage,
+      timeout: this.opts.timeoutMs ?? 10_000,
+      skipInstanceCountWarning: true,
+      disableAutoStart: true,
+    });
+    this.client = client;
+    client.on('changed', () => this.sync());
+    client.on('ready', () => this.sync());
+    client.on('unchanged', () => this.fetched());
+    client.on('error', (err: Error) => {
+      // Repository errors are failed fetches; metrics errors only cost Unleash's usage counts.
+      if (/Repository error/.test(err.message)) this.failed(err.message);
+      else log.warn({ err: err.message }, 'Unleash SDK error');
+    });
+    client.on('warn', (msg: unknown) => {
+      const text = msg instanceof Error ? msg.message : String(msg);
+      // The fetcher warns (instead of erroring) on 404/429/5xx and on a reset keep-alive socket.
+      if (/ responded |Socket keep alive error/.test(text)) this.failed(text);
+      else log.debug({ msg: text }, 'Unleash SDK warning');
+    });
+
+    // Wait for the first fetch: up to startupWaitMs without a bootstrap file; with one, at most
+    // a second (fresh data if Unleash answers at once), and not past the first failed fetch.
+    const first = new Promise<void>((resolve) => {
+      let timer = setTimeout(resolve, this.opts.startupWaitMs ?? 5000);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      client.once('synchronized', done);
+      void this.storage.settled.then(() => {
+        if (!this.storage.loaded) return;
+        clearTimeout(timer);
+        timer = setTimeout(resolve, Math.min(this.opts.startupWaitMs ?? 5000, 1000));
+      });
+      this.onFirstFailure = () => void this.storage.settled.then(() => this.storage.loaded && done());
+    });
+    client.start().catch((err: Error) => this.failed(err.message));
+    await first;
+    this.onFirstFailure = undefined;
+    await this.storage.settled;
+    await new Promise((r) => setImmediate(r)); // let the SDK apply what get() returned
+    this.sync();
+    this.onChange = onChange;
+
+    const loaded = this.storage.loaded;
+    if (this.synced) {
+      log.info({ url: this.opts.url, toggles: this.views.size, environment: this.environment }, 'flags from Unleash');
+    } else if (loaded && this.views.size > 0) {
+      log.warn({ url: this.opts.url, file: loaded.file, savedAt: loaded.savedAt, toggles: this.views.size, err: this.lastError }, 'Unleash not reachable yet: routing on the bootstrap file (the last state fetched)');
+    } else {
+      log.error({ url: this.opts.url, err: this.lastError, waitedMs: this.opts.startupWaitMs ?? 5000 }, 'Unleash not reachable and no bootstrap file: every route goes to legacy until the first fetch');
+    }
+  }
+
+  private onFirstFailure: (() => void) | undefined;
+
+  /** Hot path. */
+  compiled(name: string): CompiledFlag | undefined {
+    return this.compiledFlags.get(name);
+  }
+
+  view(name: string): FlagView | undefined {
+    return this.views.get(name);
+  }
+
+  names(): string[] {
+    return [...this.views.keys()];
+  }
+
+  status(): FlagSourceStatus {
+    return {
+      kind: this.kind,
+      up: this.up,
+      lastSuccessAt: this.lastSuccessAt,
+      lastFailureAt: this.lastFailureAt,
+      lastError: this.lastError,
+      servingFrom: this.synced ? 'source' : this.views.size > 0 ? 'bootstrap' : 'nothing',
+      flags: this.views.size,
+    };
+  }
+
+  /** Seconds since the last successful fetch (undefined: never), for a metric. */
+  secondsSinceSuccess(now = Date.now()): number | undefined {
+    return this.lastSuccessAt === undefined ? undefined : (now - this.lastSuccessAt) / 1000;
+  }
+
+  async apply(name: string, patch: FlagPatch, actor: Actor): Promise<void> {
+    const unsupported = (['cohort', 'exclude', 'anonymous'] as const).filter((k) => patch[k] !== undefined);
+    if (unsupported.length > 0) {
+      throw new FlagOwnedError(
+        `flag "${name}" is owned by Unleash: ${unsupported.join(', ')} ${unsupported.length > 1 ? 'have' : 'has'} no place there; use a strategy constraint (e.g. userId IN [...]) in Unleash instead`,
+        'unleash',
+      );
+    }
+    if (this.admin === undefined) {
+      throw new FlagOwnedError(
+        `flag "${name}" is owned by Unleash (fleet mode): change it in Unleash (${this.opts.url.replace(/\/api\/?$/, '')}, environment "${this.environment}"), or give cutover UNLEASH_ADMIN_TOKEN to apply such changes there`,
+        'unleash',
+      );
+    }
+    const project = (this.client?.getFeatureToggleDefinition(name) as Feature | undefined)?.project;
+    const after = await this.admin.apply(name, { enabled: patch.enabled, percentage: patch.percentage }, project);
+    this.opts.logger.info({ flag: name, who: actor.who, source: actor.source, enabled: patch.enabled, percentage: patch.percentage }, 'flag change applied in Unleash');
+    // Answer once this replica routes by it: the SDK sees it within a poll or two.
+    const want = expectedOf(after, this.environment);
+    const deadline = Date.now() + this.refreshIntervalMs * 2 + 3000;
+    while (Date.now() < deadline && !this.closed) {
+      const v = this.views.get(name);
+      if (v && v.enabled === want.enabled && (want.percentage === undefined || v.percentage === want.percentage)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.opts.logger.warn({ flag: name }, 'the change was applied in Unleash but not seen by this replica yet');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.client?.destroy();
+    await this.storage.flush();
+    await this.admin?.close();
+  }
+
+  /** A fetch succeeded (new data or 304). */
+  private fetched(): void {
+    this.lastSuccessAt = Date.now();
+    this.synced = true;
+    if (this.up) return;
+    this.up = true;
+    if (this.everUp && this.downSince !== undefined) {
+      this.opts.logger.warn({ url: this.opts.url, downForS: Math.round((Date.now() - this.downSince) / 100) / 10 }, 'Unleash reachable again: flags in sync');
+    }
+    this.everUp = true;
+    this.downSince = undefined;
+    this.failureLogged = false;
+  }
+
+  private failed(message: string): void {
+    this.lastFailureAt = Date.now();
+    this.lastError = message;
+    this.onFirstFailure?.();
+    if (this.up || !this.failureLogged) {
+      this.up = false;
+      this.downSince ??= Date.now();
+      this.failureLogged = true;
+      this.opts.logger.error(
+        { url: this.opts.url, err: message, lastSuccessAt: this.lastSuccessAt && new Date(this.lastSuccessAt).toISOString(), toggles: this.views.size },
+        'Unleash unreachable: routing stays on the last good flag state',
+      );
+    }
+  }
+
+  /** Rebuilds compiled flags and views from the SDK's toggles; reports what changed. */
+  private sync(): void {
+    const client = this.client;
+    if (client === undefined || this.closed) return;
+    const features = client.getFeatureToggleDefinitions() as Feature[];
+    const seen = new Set<string>();
+    const changes: ExternalChange[] = [];
+    const now = new Date().toISOString();
+    for (const f of features) {
+      seen.add(f.name);
+      const state = stateOf(f);
+      const fp = JSON.stringify(state);
+      if (this.fingerprints.get(f.name) === fp) continue;
+      const before = this.views.get(f.name);
+      const view: FlagView = { ...state, updated_at: now, updated_by: 'unleash' };
+      this.fingerprints.set(f.name, fp);
+      this.views.set(f.name, view);
+      this.compiledFlags.set(f.name, compile(client, f.name, view));
+      changes.push({ name: f.name, before, after: view });
+    }
+    for (const name of [...this.views.keys()]) {
+      if (seen.has(name)) continue;
+      changes.push({ name, before: this.views.get(name), after: undefined });
+      this.views.delete(name);
+      this.fingerprints.delete(name);
+      this.compiledFlags.delete(name);
+    }
+    if (changes.length > 0) this.onChange?.(changes);
+  }
+}
+
+function compile(client: Unleash, name: string, v: FlagView): CompiledFlag {
+  return {
+    name,
+    groupId: name,
+    enabled: v.enabled,
+    percentage: v.percentage,
+    cohort: undefined,
+    exclude: undefined,
+    anonymous: v.anonymous,
+    autoDisableAfter: 0,
+    healthIntervalMs: undefined,
+    // Per request: one SDK call, as cheap as the SDK makes it (a map lookup, the strategy's
+    // murmur3 of "<groupId>:<userId>", and a usage counter unless metrics are disabled).
+    evaluate: (userId) => client.isEnabled(name, userId === undefined ? NO_USER : { userId }),
+  };
+}
+
+/**
+ * The routing part of a toggle's view: enabled, and the percentage it rolls out to when that can
+ * be told (one flexibleRollout or gradualRolloutUserId strategy: its rollout; no strategy or
+ * "default": 100). With several strategies, constraints or segments the percentage is the
+ * largest rollout and `unleash.percentage_exact` is false: the SDK's evaluation decides.
+ */
+function stateOf(f: Feature): FlagView {
+  const strategies = (f.strategies ?? []).map((s) => {
+    const p = s.parameters ?? {};
+    const raw = s.name === 'flexibleRollout' ? p.rollout : s.name === 'gradualRolloutUserId' || s.name === 'gradualRolloutRandom' ? p.percentage : undefined;
+    const rollout = s.name === 'default' ? 100 : raw !== undefined ? Number(raw) : undefined;
+    return {
+      name: s.name,
+      ...(rollout !== undefined && Number.isFinite(rollout) && { rollout }),
+      ...(typeof p.stickiness === 'string' && { stickiness: p.stickiness }),
+      ...(typeof p.groupId === 'string' && { groupId: p.groupId }),
+      constraints: s.constraints?.length ?? 0,
+      segments: s.segments?.length ?? 0,
+    };
+  });
+  const rollouts = strategies.map((s) => s.rollout);
+  const percentage = strategies.length === 0 ? 100 : Math.max(0, ...rollouts.map((r) => r ?? 0));
+  const simple = strategies.length <= 1 && strategies.every((s) => s.rollout !== undefined && s.constraints === 0 && s.segments === 0);
+  const randomForAnonymous = strategies.some((s) => s.name === 'gradualRolloutRandom' || (s.name === 'flexibleRollout' && s.stickiness !== 'userId'));
+  const alwaysOn = strategies.length === 0 || strategies.some((s) => s.name === 'default' && s.constraints === 0 && s.segments === 0);
+  const unleash: UnleashToggleInfo = {
+    project: f.project,
+    type: f.type,
+    stale: f.stale ?? false,
+    strategies,
+    percentage_exact: simple,
+  };
+  return {
+    name: f.name,
+    ...NEW_FLAG,
+    enabled: f.enabled,
+    percentage: Math.min(100, Math.round(percentage)),
+    anonymous: alwaysOn ? 'candidate' : randomForAnonymous ? 'random' : 'legacy',
+    source: 'unleash',
+    unleash,
+  };
+}
+
+/** What the SDK should show once it has the admin change. */
+function expectedOf(f: AdminFeature, env: string): { enabled: boolean; percentage: number | undefined } {
+  const e = f.environments.find((x) => x.name === env);
+  const active = (e?.strategies ?? []).filter((s) => s.disabled !== true);
+  const only = active.length === 1 && active[0]?.name === 'flexibleRollout' ? Number(active[0].parameters.rollout) : undefined;
+  return { enabled: e?.enabled ?? false, percentage: only };
+}
+
+/** `<project>:<environment>.<secret>` -> the environment; undefined for other token formats. */
+export function environmentOfToken(token: string): string | undefined {
+  const m = /^[^:]+:([^.]+)\./.exec(token);
+  return m && m[1] !== '*' ? m[1] : undefined;
+}
+
+/** The default bootstrap file for a flags directory. */
+export function bootstrapFileIn(flagsDir: string): string {
+  return join(flagsDir, UNLEASH_BOOTSTRAP_FILE);
+}

@@ -1,0 +1,341 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FlagChange } from '../flags/store.js';
+import type { FlagView } from '../flags/model.js';
+import type { Target } from '../routing/decide.js';
+import type { AttemptFailure, FallbackReason } from './observer.js';
+
+/** Histogram buckets of cutover_request_duration_seconds: 1 ms .. 10 s. */
+export const DURATION_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** What the metrics need from the flag store: its list and its change events. */
+export interface FlagSource {
+  list(): FlagView[];
+  /** An external source (Unleash) owning routing flags, if any. */
+  readonly external?: { status(): { kind: string; up: boolean; lastSuccessAt?: number | undefined } } | undefined;
+  on(event: 'change', listener: (change: FlagChange) => void): unknown;
+  off(event: 'change', listener: (change: FlagChange) => void): unknown;
+}
+
+/** One upstream's health as the health checker reports it (extra fields are shown in /api/v1/status). */
+export interface UpstreamHealthInfo {
+  healthy: boolean;
+  probe?: boolean;
+  ejectedUntil?: number;
+  ejections?: number;
+  consecutiveFailures?: number;
+  lastReason?: string | undefined;
+}
+
+/** Upstream name -> health, read at scrape / status time (never on the hot path). */
+export type HealthProvider = () => Record<string, UpstreamHealthInfo>;
+
+export interface MetricsOptions {
+  flags?: FlagSource;
+  health?: HealthProvider;
+  /** prom-client's process metrics (CPU, memory, event loop lag, GC, handles). Default true. */
+  defaultMetrics?: boolean;
+  /**
+   * Most distinct (route, target) and (route, reason) series kept; anything past it is counted
+   * under route="_overflow". Route names come from config, so this is only a guard. Default 1000.
+   */
+  maxSeries?: number;
+}
+
+interface CodeCell {
+  readonly code: string;
+  n: number;
+}
+
+/**
+ * The counters of one (route, target): attempts by code and the duration histogram. Updated on
+ * the hot path with plain arithmetic; prom-client reads them at scrape time.
+ */
+export class AttemptSeries {
+  /** status (100..999) -> cell; failure kinds (no status) live in `failures`. */
+  private readonly statuses = new Map<number, CodeCell>();
+  private readonly failures = new Map<string, CodeCell>();
+  /** Non-cumulative counts per DURATION_BUCKETS_S bucket, then +Inf. */
+  readonly buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly route: string,
+    readonly target: Target,
+  ) {}
+
+  /**
+   * One upstream attempt. `code` label: the HTTP status as a string ("200", "503") when a
+   * response arrived; otherwise the failure kind ("connect", "reset", "timeout", "protocol",
+   * "aborted" = the client left first, "5xx"), or "0" when none was given.
+   */
+  observe(status: number, failure: AttemptFailure | undefined, seconds: number): void {
+    let cell: CodeCell | undefined;
+    if (status > 0) {
+      cell = this.statuses.get(status);
+      if (cell === undefined) this.statuses.set(status, (cell = { code: String(status), n: 0 }));
+    } else {
+      const code = failure ?? '0';
+      cell = this.failures.get(code);
+      if (cell === undefined) this.failures.set(code, (cell = { code, n: 0 }));
+    }
+    cell.n++;
+    const b = DURATION_BUCKETS_S;
+    let i = 0;
+    while (i < b.length && seconds > (b[i] as number)) i++;
+    this.buckets[i] = (this.buckets[i] as number) + 1;
+    this.sum += seconds;
+    this.count++;
+  }
+
+  /** code -> attempts, for the status API and tests. */
+  codes(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.statuses.values()) out[c.code] = c.n;
+    for (const c of this.failures.values()) out[c.code] = c.n;
+    return out;
+  }
+
+  cells(): Iterable<CodeCell> {
+    return [...this.statuses.values(), ...this.failures.values()];
+  }
+}
+
+/** Fallback counts of one route, by reason. */
+export class FallbackSeries {
+  readonly byReason = new Map<FallbackReason, number>();
+  total = 0;
+  constructor(readonly route: string) {}
+  inc(reason: FallbackReason): void {
+    this.byReason.set(reason, (this.byReason.get(reason) ?? 0) + 1);
+    this.total++;
+  }
+}
+
+const OVERFLOW = '_overflow';
+
+/**
+ * cutover's Prometheus metrics in a registry of their own (so several instances in one process
+ * do not collide). The per-request series are plain counters in AttemptSeries, looked up once
+ * per call by route and target; prom-client formats them at scrape time. (prom-client's own
+ * label children hash their labels on every inc/observe: ~0.9 µs a request, measured.)
+ */
+export class CutoverMetrics {
+  readonly registry = new Registry();
+  private readonly routes = new Map<string, { legacy: AttemptSeries; candidate: AttemptSeries }>();
+  private readonly fallbackSeries = new Map<string, FallbackSeries>();
+  private readonly flagChanges: Counter<'flag' | 'source'>;
+  private readonly onFlagChange: ((c: FlagChange) => void) | undefined;
+  private readonly maxSeries: number;
+
+  constructor(private readonly options: MetricsOptions = {}) {
+    this.maxSeries = options.maxSeries ?? 1000;
+    const registers = [this.registry];
+    const self = this;
+
+    new Counter({
+      name: 'cutover_requests_total',
+      help: 'Upstream attempts by route, target (legacy|candidate) and code (HTTP status, or the failure kind when no response arrived: connect, reset, timeout, protocol, aborted). A request that fell back counts twice: candidate, then legacy.',
+      labelNames: ['route', 'target', 'code'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of self.allSeries()) for (const c of s.cells()) this.inc({ route: s.route, target: s.target, code: c.code }, c.n);
+      },
+    });
+
+    this.registry.registerMetric(new DurationHistogram(() => self.allSeries()));
+
+    new Counter({
+      name: 'cutover_fallbacks_total',
+      help: 'Requests meant for the candidate that legacy served instead, by route and reason (connect, reset, timeout, 5xx, unhealthy, hedge).',
+      labelNames: ['route', 'reason'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const f of self.fallbackSeries.values()) for (const [reason, n] of f.byReason) this.inc({ route: f.route, reason }, n);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_upstream_healthy',
+      help: '1 if the upstream is healthy (active probes and outlier detection), 0 if not. Absent until health checking reports the upstream.',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const h = self.options.health?.();
+        if (h) for (const [upstream, v] of Object.entries(h)) this.set({ upstream }, v.healthy ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_flag_enabled',
+      help: '1 if the flag is enabled, 0 if not (a disabled flag sends every user to legacy).',
+      labelNames: ['flag'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const f of self.options.flags?.list() ?? []) this.set({ flag: f.name }, f.enabled ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_flag_percentage',
+      help: "The flag's rollout percentage (0..100): users whose bucket is <= it go to the candidate while the flag is enabled.",
+      labelNames: ['flag'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const f of self.options.flags?.list() ?? []) this.set({ flag: f.name }, f.percentage);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_flags_source_up',
+      help: '1 while the last fetch from the external flag source (Unleash) succeeded, else 0. Absent without one.',
+      labelNames: ['source'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const st = self.options.flags?.external?.status();
+        if (st) this.set({ source: st.kind }, st.up ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_flags_source_last_success_seconds',
+      help: 'Seconds since the last successful fetch from the external flag source. Absent until the first.',
+      labelNames: ['source'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const st = self.options.flags?.external?.status();
+        if (st?.lastSuccessAt !== undefined) this.set({ source: st.kind }, (Date.now() - st.lastSuccessAt) / 1000);
+      },
+    });
+
+    this.flagChanges = new Counter({
+      name: 'cutover_flag_changes_total',
+      help: 'Flag changes by flag and source (admin-api, file, auto-disable, library, ...), including removals.',
+      labelNames: ['flag', 'source'] as const,
+      registers,
+    });
+
+    if (options.flags) {
+      this.onFlagChange = (c: FlagChange) => this.flagChanges.inc({ flag: c.name, source: c.actor.source });
+      options.flags.on('change', this.onFlagChange);
+    }
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Hot path: the cached series for (route, target). */
+  series(route: string, target: Target): AttemptSeries {
+    let r = this.routes.get(route);
+    if (r === undefined) r = this.addRoute(route);
+    return target === 'candidate' ? r.candidate : r.legacy;
+  }
+
+  /** Cached fallback counters of a route. */
+  fallbacks(route: string): FallbackSeries {
+    let f = this.fallbackSeries.get(route);
+    if (f === undefined) {
+      const name = this.fallbackSeries.size >= this.maxSeries ? OVERFLOW : route;
+      f = this.fallbackSeries.get(name) ?? new FallbackSeries(name);
+      this.fallbackSeries.set(name, f);
+      if (name !== route) this.fallbackSeries.set(route, f);
+    }
+    return f;
+  }
+
+  /** Fallback counters by route (no entry: no fallback yet). */
+  fallbackCounts(route: string): FallbackSeries | undefined {
+    return this.fallbackSeries.get(route);
+  }
+
+  /** Prometheus text exposition format. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Stops listening to flag changes. */
+  close(): void {
+    if (this.onFlagChange) this.options.flags?.off('change', this.onFlagChange);
+  }
+
+  private addRoute(route: string): { legacy: AttemptSeries; candidate: AttemptSeries } {
+    const name = this.routes.size >= this.maxSeries ? OVERFLOW : route;
+    let r = this.routes.get(name);
+    if (r === undefined) {
+      r = { legacy: new AttemptSeries(name, 'legacy'), candidate: new AttemptSeries(name, 'candidate') };
+      this.routes.set(name, r);
+    }
+    if (name !== route) this.routes.set(route, r);
+    return r;
+  }
+
+  private *allSeries(): Iterable<AttemptSeries> {
+    const seen = new Set<object>();
+    for (const r of this.routes.values()) {
+      if (seen.has(r)) continue;
+      seen.add(r);
+      if (r.legacy.count > 0) yield r.legacy;
+      if (r.candidate.count > 0) yield r.candidate;
+    }
+  }
+}
+
+interface HistValue {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+/**
+ * cutover_request_duration_seconds, formatted by prom-client from AttemptSeries at scrape time.
+ * prom-client's Histogram has no way to hand it pre-counted buckets, so this subclass only
+ * borrows its name/help/type plumbing and supplies the values itself.
+ */
+const DURATION_NAME = 'cutover_request_duration_seconds';
+const DURATION_HELP = 'Upstream attempt duration in seconds, by route and target (one observation per attempt, like cutover_requests_total).';
+
+class DurationHistogram extends Histogram<'route' | 'target'> {
+  constructor(private readonly source: () => Iterable<AttemptSeries>) {
+    super({
+      name: DURATION_NAME,
+      help: DURATION_HELP,
+      labelNames: ['route', 'target'],
+      buckets: [...DURATION_BUCKETS_S],
+      registers: [],
+    });
+  }
+
+  private values(): HistValue[] {
+    const out: HistValue[] = [];
+    const bucketName = `${DURATION_NAME}_bucket`;
+    for (const s of this.source()) {
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS_S.length; i++) {
+        acc += s.buckets[i] as number;
+        out.push({ metricName: bucketName, labels: { route: s.route, target: s.target, le: DURATION_BUCKETS_S[i] as number }, value: acc });
+      }
+      out.push({ metricName: bucketName, labels: { route: s.route, target: s.target, le: '+Inf' }, value: s.count });
+      out.push({ metricName: `${DURATION_NAME}_sum`, labels: { route: s.route, target: s.target }, value: s.sum });
+      out.push({ metricName: `${DURATION_NAME}_count`, labels: { route: s.route, target: s.target }, value: s.count });
+    }
+    return out;
+  }
+
+  // What Registry.metrics() reads (untyped in prom-client's .d.ts).
+  async getForPromString() {
+    return { name: DURATION_NAME, help: DURATION_HELP, type: 'histogram' as const, values: this.values(), aggregator: 'sum' as const };
+  }
+
+  override async get() {
+    return (await this.getForPromString()) as unknown as Awaited<ReturnType<Histogram<'route' | 'target'>['get']>>;
+  }
+}

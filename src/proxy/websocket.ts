@@ -1,0 +1,165 @@
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../observability/logger.js';
+import type { CompiledFlag } from '../flags/model.js';
+import type { CompiledRoute, RoutingState } from '../routing/compile.js';
+import { choose, type Chooser } from '../routing/choose.js';
+import type { Decision, Target } from '../routing/decide.js';
+import { normalizePath } from '../routing/normalize-path.js';
+import type { Upstream } from '../upstream/pools.js';
+import { appendForwarded } from './forwarded.js';
+import { copyRequestHeaders } from './headers.js';
+
+export interface UpgradeDeps {
+  flags: { get(name: string): CompiledFlag | undefined };
+  logger: Logger;
+}
+
+/**
+ * WebSocket (and other Upgrade) passthrough. Routed by the same rules as HTTP (same user, same
+ * side), then relayed byte for byte on a dedicated connection (long-lived sockets do not belong
+ * in the request pools). A refused candidate connection falls back to legacy; a non-101 answer is
+ * relayed as is; either side closing or failing closes both, so nothing leaks.
+ */
+export class UpgradeProxy {
+  /** Open tunnels, so shutdown can close them (the HTTP server no longer tracks them). */
+  readonly sockets = new Set<Duplex>();
+
+  constructor(
+    private state: () => RoutingState,
+    private readonly deps: UpgradeDeps,
+  ) {}
+
+  readonly handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', noop);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = normalizePath(q === -1 ? url : url.slice(0, q));
+    choose(this.state(), this.deps.flags, req, path, new Tunnel(this, this.state(), req, socket, head, path, q === -1 ? '' : url.slice(q)));
+  };
+
+  closeAll(): void {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+
+  get logger(): Logger {
+    return this.deps.logger;
+  }
+}
+
+class Tunnel implements Chooser {
+  private route: CompiledRoute | undefined;
+
+  constructor(
+    private readonly proxy: UpgradeProxy,
+    private readonly state: RoutingState,
+    private readonly req: IncomingMessage,
+    private readonly socket: Duplex,
+    private readonly head: Buffer,
+    private readonly path: string,
+    private readonly query: string,
+  ) {}
+
+  chosen(route: CompiledRoute | undefined, _d: Decision, target: Target): void {
+    this.route = route;
+    const up = route ? (target === 'candidate' ? route.candidate : route.legacy) : this.state.defaultUpstream;
+    if (up === undefined) return this.refuse(404, 'Not Found');
+    this.connect(up, target);
+  }
+
+  private connect(up: Upstream, target: Target): void {
+    const req = this.req;
+    if (this.socket.destroyed) return;
+    const headers = copyRequestHeaders(req.rawHeaders, [], this.state.qa?.header);
+    const rid = req.headers['x-request-id'];
+    headers.push(
+      'connection', 'upgrade',
+      'upgrade', String(req.headers.upgrade ?? 'websocket'),
+      'host', up.preserveHost ? (req.headers.host ?? up.host) : up.host,
+      'x-request-id', typeof rid === 'string' && rid ? rid : randomUUID(),
+    );
+    appendForwarded(req, this.state.trusted, headers);
+    const send = up.secure ? httpsRequest : request;
+    const preq = send({
+      host: up.hostname,
+      port: up.port,
+      method: req.method,
+      path: up.basePath + this.path + this.query,
+      headers,
+      agent: false,
+      timeout: 10_000,
+    });
+    let upgraded = false;
+    const giveUp = (err: Error & { code?: string }) => {
+      if (upgraded) return;
+      preq.destroy();
+      // Nothing was sent over a refused connection: the same upgrade may go to legacy instead.
+      if (target === 'candidate' && err.code === 'ECONNREFUSED' && this.route) {
+        this.proxy.logger.warn({ route: this.route.name, reason: 'connect' }, 'websocket fallback to legacy');
+        return this.connect(this.route.legacy, 'legacy');
+      }
+      this.refuse(502, 'Bad Gateway');
+    };
+    preq.on('error', giveUp);
+    preq.on('timeout', () => giveUp(new Error('upstream did not answer the upgrade')));
+    this.socket.once('close', () => {
+      if (!upgraded) preq.destroy();
+    });
+    preq.on('response', (res) => this.relayRefusal(res));
+    preq.on('upgrade', (res, upstream, upstreamHead) => {
+      upgraded = true;
+      this.splice(res, upstream, upstreamHead);
+    });
+    preq.end();
+  }
+
+  /** 101 from upstream: answer the client the same way, then pipe bytes both ways. */
+  private splice(res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
+    const client = this.socket;
+    if (client.destroyed) return void upstream.destroy();
+    let head = `HTTP/1.1 101 ${res.statusMessage ?? 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) head += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    client.write(head + '\r\n');
+    if (upstreamHead.length) client.write(upstreamHead);
+    if (this.head.length) upstream.write(this.head);
+    const sockets = this.proxy.sockets;
+    sockets.add(client);
+    sockets.add(upstream);
+    const closeBoth = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    upstream.on('error', closeBoth);
+    client.on('error', closeBoth);
+    upstream.on('close', closeBoth);
+    client.on('close', closeBoth);
+    upstream.pipe(client);
+    client.pipe(upstream);
+  }
+
+  /** The upstream answered without upgrading (401, 404, ...): the client gets that answer. */
+  private relayRefusal(res: IncomingMessage): void {
+    const client = this.socket;
+    let head = `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) {
+      const name = (res.rawHeaders[i] as string).toLowerCase();
+      if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive') continue;
+      head += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    }
+    client.write(head + 'connection: close\r\n\r\n');
+    res.pipe(client);
+    res.on('error', () => client.destroy());
+  }
+
+  private refuse(status: number, text: string): void {
+    if (!this.socket.destroyed) this.socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  }
+}
+
+function noop(): void {}

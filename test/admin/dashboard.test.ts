@@ -1,0 +1,170 @@
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { BrowserContext, Page } from 'playwright-core';
+import { http } from '../helpers/http.js';
+import { startCutover, startUpstream, tempDir, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
+
+// The dashboard, driven in a real headless Chromium (Debian's `chromium` + playwright-core).
+// If the browser is missing, this file's setup installs it (scripts/ensure-chromium.sh: root +
+// apt-get); only where no browser can be had does it skip, loudly.
+
+const CHROMIUM = process.env.CUTOVER_CHROMIUM ?? '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ENSURE = fileURLToPath(new URL('../../scripts/ensure-chromium.sh', import.meta.url));
+
+function loudSkip(reason: string): string {
+  const msg = `DASHBOARD BROWSER TEST SKIPPED: ${reason}`;
+  const bar = '!'.repeat(Math.min(100, msg.length + 8));
+  process.stderr.write(`\n${bar}\n!!! ${msg} !!!\n${bar}\n\n`);
+  return msg;
+}
+
+async function browserOrSkipReason(): Promise<{ launch: (t: Test) => Promise<BrowserContext> } | string> {
+  if (!existsSync(CHROMIUM)) {
+    t.setTimeout(15 * 60_000); // an apt-get install can take a few minutes
+    const r = spawnSync('bash', [ENSURE], { encoding: 'utf8', timeout: 14 * 60_000 });
+    t.comment(`ensure-chromium: ${(r.stdout + r.stderr).trim()}`);
+    t.setTimeout(5 * 60_000);
+    if (!existsSync(CHROMIUM)) return `no browser at ${CHROMIUM} and scripts/ensure-chromium.sh could not install one (needs root and apt-get)`;
+  }
+  let chromium: typeof import('playwright-core').chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (err) {
+    return `playwright-core is not installed (npm ci): ${(err as Error).message}`;
+  }
+  const launch = async (t: Test) => {
+    const profile = await tempDir(t, 'cutover-chromium-');
+    const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1400, height: 1000 } });
+    t.teardown(() => ctx.close());
+    return ctx;
+  };
+  // One real launch up front: a browser that is there but cannot start is "no browser" too.
+  try {
+    const ctx = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    await ctx.close();
+  } catch (err) {
+    return `${CHROMIUM} does not start: ${(err as Error).message.split('\n')[0]}`;
+  }
+  return { launch };
+}
+
+/** Records page errors and console errors (a CSP violation shows up as one). */
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/401 \(Unauthorized\)/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  return errors;
+}
+
+async function setup(t: Test, token?: string) {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: true, percentage: 25, description: 'GET /api from the new service' } });
+  const cut = await startCutover(t, dirs, token !== undefined ? { adminToken: token } : {});
+  for (let i = 0; i < 40; i++) await http(`${cut.proxy}/api/items/${i}`, { headers: { 'x-user-id': `user-${i}` } });
+  return cut;
+}
+
+const found = await browserOrSkipReason();
+
+if (typeof found === 'string') {
+  t.skip(loudSkip(found), () => {});
+} else {
+  t.test('the page shows flags, routes and live stats; changing the percentage in the UI changes the flag', async (t) => {
+    const { admin } = await setup(t);
+    const ctx = await found.launch(t);
+    const page = await ctx.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${admin}/`);
+
+    const row = page.locator('tr[data-flag="f"]');
+    await row.waitFor();
+    t.equal(await row.locator('.flag-name').innerText(), 'f');
+    t.equal(await row.locator('.pct-val').innerText(), '25 %', 'the percentage is shown');
+    t.equal(await row.locator('.pill').innerText(), 'enabled');
+    t.equal(await row.locator('.pct-input').inputValue(), '25');
+    t.equal(await row.locator('.desc').innerText(), 'GET /api from the new service');
+
+    const card = page.locator('section[data-route="api"]');
+    t.match(await card.locator('header').innerText(), /25 % to candidate/);
+    t.equal(await card.locator('tr[data-target="legacy"] td.up').innerText(), 'legacy', 'legacy upstream named');
+    t.equal(await card.locator('tr[data-target="candidate"] td.up').innerText(), 'candidate');
+    t.equal(await card.locator('tr[data-target="legacy"] .dot.ok').count(), 1, 'legacy shows healthy');
+    const legacyRate = await card.locator('tr[data-target="legacy"] td.num').first().innerText();
+    t.not(legacyRate, '0', `live request rate for legacy (${legacyRate}/s)`);
+    const p95 = await card.locator('tr[data-target="legacy"] td.num').nth(3).innerText();
+    t.match(p95, /^\d+(\.\d+)? (ms|s)$/, `p95 shown (${p95})`);
+    t.equal(await page.locator('.upstream[data-upstream="candidate"] .ustate').innerText(), 'healthy');
+
+    // Change 25 -> 60 through the UI.
+    await row.locator('.pct-input').fill('60');
+    await row.locator('button.apply').click();
+    await waitFor(async () => (await row.locator('.pct-val').innerText()) === '60 %', 5000, 'page shows 60 %');
+    const flag = (await http(`${admin}/api/v1/flags/f`)).json<{ percentage: number; enabled: boolean; updated_by: string }>();
+    t.equal(flag.percentage, 60, 'the API has the new percentage');
+    t.equal(flag.enabled, true);
+    t.match(flag.updated_by, /^admin-api:dashboard@/, 'the audit trail names the dashboard');
+    t.match(await page.locator('#toast').innerText(), /f → 60 %/);
+
+    // Roll back with one click.
+    await row.locator('button.toggle').click();
+    await waitFor(async () => (await row.locator('.pill').innerText()) === 'disabled', 5000, 'page shows disabled');
+    t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, false, 'the API has the flag disabled');
+    t.equal(await row.locator('button.toggle').innerText(), 'Enable');
+
+    // An out-of-range value is refused by the form itself and sends nothing.
+    await row.locator('.pct-input').fill('150');
+    await row.locator('button.apply').click();
+    t.equal(await row.locator('.pct-input').evaluate((el) => (el as HTMLInputElement).validity.rangeOverflow), true, '150 is flagged invalid');
+    await new Promise((r) => setTimeout(r, 300));
+    const after = (await http(`${admin}/api/v1/flags/f`)).json<{ percentage: number; enabled: boolean }>();
+    t.same([after.percentage, after.enabled], [60, false], 'nothing changed');
+
+    // Live: a change made elsewhere shows up on the next refresh.
+    await http(`${admin}/api/v1/flags/f`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"enabled":true,"percentage":75}' });
+    await row.locator('.pct-input').press('Escape');
+    await waitFor(async () => (await row.locator('.pct-val').innerText()) === '75 %', 6000, 'refresh picks up an API change');
+
+    t.same(errors, [], 'no script errors and no CSP violations');
+  });
+
+  t.test('with an admin token the page asks for it, keeps it for the tab, and changes flags with it', async (t) => {
+    const { admin } = await setup(t, 'tok-123');
+    const ctx = await found.launch(t);
+    const page = await ctx.newPage();
+    const errors = watchErrors(page);
+    await page.goto(`${admin}/`);
+
+    const dialog = page.locator('#auth');
+    await dialog.waitFor({ state: 'visible' });
+    t.match(await page.locator('#auth-message').innerText(), /admin token/);
+    await page.locator('#auth-token').fill('wrong');
+    await page.locator('#auth-form button[type="submit"]').click();
+    await waitFor(async () => /not accepted/.test(await page.locator('#auth-message').innerText()), 5000, 'wrong token refused');
+    t.ok(await dialog.isVisible(), 'still asking after a wrong token');
+
+    await page.locator('#auth-token').fill('tok-123');
+    await page.locator('#auth-form button[type="submit"]').click();
+    const row = page.locator('tr[data-flag="f"]');
+    await row.waitFor();
+    t.equal(await row.locator('.pct-val').innerText(), '25 %');
+    t.notOk(await dialog.isVisible(), 'dialog closed');
+    t.equal(await page.evaluate(() => sessionStorage.getItem('cutover.adminToken')), 'tok-123', 'kept in sessionStorage');
+
+    await page.reload();
+    await row.waitFor();
+    t.notOk(await dialog.isVisible(), 'no prompt again in the same tab');
+
+    await row.locator('.pct-input').fill('40');
+    await row.locator('button.apply').click();
+    await waitFor(async () => (await row.locator('.pct-val').innerText()) === '40 %', 5000, 'page shows 40 %');
+    const r = await http(`${admin}/api/v1/flags/f`, { headers: { authorization: 'Bearer tok-123' } });
+    t.equal(r.json<{ percentage: number }>().percentage, 40, 'the change went through with the token');
+    t.same(errors, []);
+  });
+}
