@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream';
 import { configFromObject, loadConfigDir, type Config } from './config/load.js';
 import type { ConfigInput } from './config/schema.js';
 import { FilePersistence } from './flags/file-persistence.js';
-import { FlagStore } from './flags/store.js';
+import { FlagStore, type Actor } from './flags/store.js';
+import type { FlagPatch, FlagView } from './flags/model.js';
 import { bootstrapFileIn, UnleashSource, type UnleashSourceOptions } from './flags/unleash-source.js';
 import { createAdminHandler } from './admin/router.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -33,6 +34,8 @@ export interface CutoverOptions {
   observer?: Observer;
   /** User ids in request logs: hash (default; or CUTOVER_LOG_USER_IDS), raw, none. */
   logUserIds?: UserIdMode;
+  /** The user id from the host's own auth (takes precedence over configured identity sources). */
+  userId?: (req: IncomingMessage) => string | undefined;
   /**
    * Fleet mode: routing flags come from this Unleash server (see README "Running a fleet");
    * flagsDir then keeps the bootstrap file, the audit log and per-replica settings only.
@@ -41,15 +44,31 @@ export interface CutoverOptions {
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+/** A node:http request handler; `next`, when given, gets the requests no route matches. */
+export type ProxyHandler = (req: IncomingMessage, res: ServerResponse, next?: () => void) => void;
+
+/** Flags for code: the same partial updates, validation, persistence and audit as the admin API. */
+export interface FlagsApi {
+  list(): FlagView[];
+  get(name: string): FlagView | undefined;
+  /** Throws FlagValidationError (bad name or patch; nothing changes) like the API's 400. */
+  set(name: string, patch: FlagPatch, actor?: Actor): Promise<FlagView>;
+}
 
 export interface Cutover {
-  handler: Handler;
+  handler: ProxyHandler;
+  /** Resolves once config and flags are loaded (rejects with ConfigError on bad config). Until then handler answers 503. */
+  ready: Promise<void>;
+  /** Would one of cutover's routes take this request? (for framework adapters) */
+  matches(req: IncomingMessage): boolean;
   /** For the server's 'upgrade' event (WebSockets). */
   upgradeHandler: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** Closes open WebSocket tunnels (at the end of a drain). */
   closeUpgraded(): void;
   adminHandler: Handler;
-  flags: FlagStore;
+  flags: FlagsApi;
+  /** The flag store itself (hot-path compiled flags, change events). */
+  store: FlagStore;
   /** Fleet mode's flag source; `status()` feeds cutover_flags_source_up and ..._last_success_seconds. */
   flagSource: UnleashSource | undefined;
   config: Config;
@@ -63,14 +82,70 @@ export interface Cutover {
   close(): Promise<void>;
 }
 
-/** Loads config and flags, builds pools and the pipeline. The CLI is a thin user of this. */
-export async function createCutover(options: CutoverOptions): Promise<Cutover> {
-  const logger = options.logger ?? createLogger();
-  let config: Config;
-  if (options.routes) config = configFromObject(options.routes);
-  else if (options.routesDir) config = await loadConfigDir(options.routesDir);
-  else throw new Error('createCutover needs routesDir or routes');
+type Core = Omit<Cutover, 'ready' | 'flags' | 'matches' | 'handler' | 'adminHandler'> & {
+  pipeline: Pipeline;
+  adminHandler: Handler;
+};
 
+/**
+ * Creates cutover for a server of yours, or for `cutover serve` (the CLI is a thin user of this).
+ * Returns at once; `ready` resolves when config and flags are loaded.
+ */
+export function createCutover(options: CutoverOptions): Cutover {
+  const logger = options.logger ?? createLogger();
+  const { store, flagSource } = createStore(options, logger);
+  let core: Core | undefined;
+  const ready = startCore(options, logger, store, flagSource).then((c) => {
+    core = c;
+  });
+  ready.catch(() => undefined); // callers see the error through `ready`
+  const started = (): Core => {
+    if (core === undefined) throw new Error('cutover is not ready yet: await cutover.ready first');
+    return core;
+  };
+  const actorDefault: Actor = { source: 'library' };
+  return {
+    ready,
+    handler: (req, res, next) => (core ? core.pipeline.handle(req, res, next) : notReady(res)),
+    adminHandler: (req, res) => (core ? core.adminHandler(req, res) : notReady(res)),
+    matches: (req) => core?.pipeline.matches(req) ?? false,
+    flags: {
+      list: () => store.list(),
+      get: (name) => store.view(name),
+      set: async (name, patch, actor) => store.set(name, patch, actor ?? actorDefault),
+    },
+    store,
+    flagSource,
+    get upgradeHandler() {
+      return started().upgradeHandler;
+    },
+    closeUpgraded: () => core?.closeUpgraded(),
+    get config() {
+      return started().config;
+    },
+    get health() {
+      return started().health;
+    },
+    get observability() {
+      return started().observability;
+    },
+    reload: () => started().reload(),
+    setReady: (r) => started().setReady(r),
+    close: async () => {
+      await ready.catch(() => undefined);
+      if (core) await core.close();
+      else await store.close();
+    },
+  };
+}
+
+function notReady(res: ServerResponse): void {
+  const body = '{"error":"starting","message":"cutover is still loading its config and flags"}';
+  res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
+  res.end(body);
+}
+
+function createStore(options: CutoverOptions, logger: Logger): { store: FlagStore; flagSource: UnleashSource | undefined } {
   const persistence = options.flagsDir
     ? new FilePersistence({ dir: options.flagsDir, logger, pollMs: options.flagsPollMs ?? 2000 })
     : undefined;
@@ -81,8 +156,16 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
         logger,
       })
     : undefined;
-  const flags = new FlagStore(logger, persistence, flagSource);
+  return { store: new FlagStore(logger, persistence, flagSource), flagSource };
+}
+
+async function startCore(options: CutoverOptions, logger: Logger, flags: FlagStore, flagSource: UnleashSource | undefined): Promise<Core> {
+  let config: Config;
+  if (options.routes) config = configFromObject(options.routes);
+  else if (options.routesDir) config = await loadConfigDir(options.routesDir);
+  else throw new Error('createCutover needs routesDir or routes');
   await flags.start();
+  const routing = { ...(options.userId !== undefined && { userId: options.userId }) };
 
   let { upstreams } = createUpstreams(config.upstreams);
   const health = new HealthRegistry(flags, logger);
@@ -90,7 +173,7 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
   const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
   const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
   const startedAt = Date.now();
-  const pipeline = new Pipeline(compileRouting(config, upstreams, healthMap), {
+  const pipeline = new Pipeline(compileRouting(config, upstreams, healthMap, routing), {
     flags,
     logger,
     observer,
@@ -108,14 +191,14 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
     const built = createUpstreams(next.upstreams, { upstreams, configs: config.upstreams });
     let state;
     try {
-      state = compileRouting(next, built.upstreams, new Map(health.byName));
+      state = compileRouting(next, built.upstreams, new Map(health.byName), routing);
     } catch (err) {
       const current = new Set(upstreams.values());
       await closeUpstreams([...built.upstreams.values()].filter((u) => !current.has(u)));
       throw err;
     }
     const healthNext = health.update(next, built.upstreams);
-    pipeline.setState(compileRouting(next, built.upstreams, healthNext));
+    pipeline.setState(compileRouting(next, built.upstreams, healthNext, routing));
     config = next;
     upstreams = built.upstreams;
     warnMissingFlags(config, flags, logger);
@@ -126,7 +209,7 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
   }
 
   return {
-    handler: pipeline.handle,
+    pipeline,
     upgradeHandler: pipeline.upgrades.handle,
     closeUpgraded: () => pipeline.upgrades.closeAll(),
     adminHandler: createAdminHandler({
@@ -136,7 +219,7 @@ export async function createCutover(options: CutoverOptions): Promise<Cutover> {
       isReady: () => ready,
       status: { observer: observability, flags, topology: () => topologyOf(config), startedAt },
     }),
-    flags,
+    store: flags,
     flagSource,
     get config() {
       return config;

@@ -29,7 +29,13 @@ export interface Running {
 export async function serve(options: ServeOptions): Promise<Running> {
   const logger: Logger = options.logger ?? createLogger();
   assertAdminBindable(options.adminHost, options.adminToken);
-  const cutover = await createCutover({ ...options, logger });
+  const cutover = createCutover({ ...options, logger });
+  try {
+    await cutover.ready;
+  } catch (err) {
+    await cutover.close();
+    throw err;
+  }
 
   const limits = cutover.config.limits;
   const proxy = createServer(

@@ -51,9 +51,17 @@ export class Pipeline {
   /** WebSocket/Upgrade requests, routed by the same rules. */
   readonly upgrades: UpgradeProxy;
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    new Exchange(this.state, this.deps, req, res).start();
+  /** `next`, when given, receives the requests no route matches (embedding in a host gateway). */
+  readonly handle = (req: IncomingMessage, res: ServerResponse, next?: () => void): void => {
+    new Exchange(this.state, this.deps, req, res, next).start();
   };
+
+  /** Would a route take this request? (method and normalized path only; no identity, no I/O) */
+  matches(req: IncomingMessage): boolean {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    return this.state.table.match(req.method as string, normalizePath(q === -1 ? url : url.slice(0, q))) !== undefined;
+  }
 }
 
 class Exchange implements AttemptOwner, Chooser {
@@ -84,6 +92,7 @@ class Exchange implements AttemptOwner, Chooser {
     private readonly deps: PipelineDeps,
     private readonly req: IncomingMessage,
     private readonly res: Tracked,
+    private readonly next: (() => void) | undefined,
   ) {}
 
   start(): void {
@@ -95,8 +104,6 @@ class Exchange implements AttemptOwner, Chooser {
     this.requestId = typeof rid === 'string' && rid.length > 0 && rid.length <= 200 ? rid : randomUUID();
     this.res[kExchange] = this;
     this.res.on('close', onClientClose);
-    const declared = this.req.headers['content-length'];
-    if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
 
     // 1-4. match route, identify user, decide target, health gate
     choose(this.state, this.deps.flags, this.req, this.path, this);
@@ -104,6 +111,10 @@ class Exchange implements AttemptOwner, Chooser {
 
   chosen(route: CompiledRoute | undefined, decision: Decision, target: Target, userId: string | undefined, unhealthy: boolean): void {
     if (route === undefined) {
+      if (this.next !== undefined) {
+        this.done = true; // the host's request from here on: not ours to answer or observe
+        return this.next();
+      }
       if (this.state.defaultUpstream === undefined) return this.reply(404, 'no_route', `no route matches ${this.req.method} ${this.path}`);
       this.routeName = 'default';
     } else {
@@ -112,6 +123,8 @@ class Exchange implements AttemptOwner, Chooser {
     }
     this.decision = decision;
     this.userId = userId;
+    const declared = this.req.headers['content-length'];
+    if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
     if (unhealthy) this.noteFallback('unhealthy');
     this.prepare(target);
   }

@@ -1,4 +1,5 @@
 import type { BlockList } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { createHash } from 'node:crypto';
 import { trustedProxyList, type Config } from '../config/load.js';
 import type { Upstream } from '../upstream/pools.js';
@@ -44,8 +45,9 @@ export function compileRouting(
   config: Config,
   upstreams: ReadonlyMap<string, Upstream>,
   health: ReadonlyMap<string, UpstreamHealth>,
-  env: NodeJS.ProcessEnv = process.env,
+  options: { env?: NodeJS.ProcessEnv; userId?: (req: IncomingMessage) => string | undefined } = {},
 ): RoutingState {
+  const env = options.env ?? process.env;
   let qa: QaOverride | undefined;
   if (config.qaOverride) {
     const secret = config.qaOverride.secret ?? env[config.qaOverride.secretEnv as string];
@@ -53,7 +55,9 @@ export function compileRouting(
     qa = { header: config.qaOverride.header, secretHash: createHash('sha256').update(secret).digest() };
   }
   const table = new RouteTable<CompiledRoute>();
-  const defaultIdentity = compileIdentity(config.identity);
+  // A host gateway may know the user already (its own auth): that wins over every configured source.
+  const hostIdentity: Identify | undefined = options.userId;
+  const defaultIdentity = hostIdentity ?? compileIdentity(config.identity);
   const routes: CompiledRoute[] = [];
   for (const r of config.routes) {
     const route: CompiledRoute = {
@@ -61,7 +65,7 @@ export function compileRouting(
       legacy: upstreams.get(r.legacy) as Upstream,
       candidate: r.candidate !== undefined ? upstreams.get(r.candidate) : undefined,
       flag: r.flag,
-      identify: r.identity ? compileIdentity(r.identity) : defaultIdentity,
+      identify: hostIdentity ?? (r.identity ? compileIdentity(r.identity) : defaultIdentity),
       policy: compilePolicy(r),
       legacyHealth: health.get(r.legacy) as UpstreamHealth,
       candidateHealth: r.candidate !== undefined ? health.get(r.candidate) : undefined,

@@ -127,7 +127,7 @@ t.test('admin POSTs: 409 for routing fields without an admin token; local settin
   const local = await postJson(`${admin}/api/v1/flags/customer_read`, { auto_disable_on_failure: true, health_check_interval: 30 });
   t.equal(local.status, 200, "cutover's own per-replica settings are accepted");
   t.match(local.json(), { source: 'unleash', enabled: true, percentage: 30, auto_disable_on_failure: true, health_check_interval: 30 });
-  t.match(running.cutover.flags.get('customer_read'), { autoDisableAfter: 3, healthIntervalMs: 30_000 }, 'and take effect for this replica');
+  t.match(running.cutover.store.get('customer_read'), { autoDisableAfter: 3, healthIntervalMs: 30_000 }, 'and take effect for this replica');
 });
 
 t.test('local flag files do not route in fleet mode', async (t) => {
@@ -154,7 +154,7 @@ t.test("non-ASCII ids: fleet mode decides with the Node SDK's hashing", async (t
   // (as Unleash's Go, Java and Rust SDKs do). In fleet mode the SDK decides: show which.
   // (Ids like these come from JWT claims; decide() is what the proxy calls with them.)
   const { running } = await setup(t);
-  const flag = running.cutover.flags.get('customer_read');
+  const flag = running.cutover.store.get('customer_read');
   const sdk = new Unleash({
     url: 'http://127.0.0.1:9/api',
     appName: 'oracle',
