@@ -18,6 +18,9 @@ import { noopObserver, type Observer } from './observability/observer.js';
 import { CutoverObserver, teeObserver } from './observability/observer-impl.js';
 import type { UserIdMode } from './observability/request-log.js';
 import { topologyOf } from './admin/status-api.js';
+import { RolloutDriver } from './rollout/driver.js';
+import { Shadower } from './shadow/shadower.js';
+import { registerShadowMetrics } from './shadow/metrics.js';
 
 export interface CutoverOptions {
   /** A directory of routes/*.yaml files, or the same config as an object. */
@@ -73,6 +76,8 @@ export interface Cutover {
   flagSource: UnleashSource | undefined;
   config: Config;
   health: HealthRegistry;
+  /** Shadow traffic results (GET /api/v1/shadow), also a rollout gate input. */
+  shadow: Shadower;
   /** Re-reads routesDir and swaps routes and upstreams without dropping a connection. */
   reload(): Promise<Config>;
   /** Metrics, live windows and request logs (what /metrics, /api/v1/status and the dashboard show). */
@@ -126,6 +131,9 @@ export function createCutover(options: CutoverOptions): Cutover {
     get health() {
       return started().health;
     },
+    get shadow() {
+      return started().shadow;
+    },
     get observability() {
       return started().observability;
     },
@@ -173,13 +181,19 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
   const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
   const startedAt = Date.now();
+  const shadow = new Shadower(config.shadowing, logger);
+  registerShadowMetrics(observability.metrics.registry, shadow);
   const pipeline = new Pipeline(compileRouting(config, upstreams, healthMap, routing), {
     flags,
     logger,
     observer,
+    shadow,
     autoDisable: new AutoDisabler(flags, logger),
   });
   let ready = true;
+  // Rollout plans (README "Rollout plans"): gates read the observer's windows of the flag's routes.
+  const rollouts = new RolloutDriver({ flags, logger, observer: observability, routesOf: (flag) => config.routes.filter((r) => r.flag === flag).map((r) => r.name), flagsDir: options.flagsDir, pollMs: options.flagsPollMs ?? 2000 });
+  await rollouts.start();
 
   warnMissingFlags(config, flags, logger);
   const stopWatching = options.watchRoutes && options.routesDir ? watchRoutes(options.routesDir, reload, logger) : () => undefined;
@@ -199,6 +213,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     }
     const healthNext = health.update(next, built.upstreams);
     pipeline.setState(compileRouting(next, built.upstreams, healthNext, routing));
+    shadow.setLimits(next.shadowing);
     config = next;
     upstreams = built.upstreams;
     warnMissingFlags(config, flags, logger);
@@ -218,6 +233,8 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
       token: options.adminToken,
       isReady: () => ready,
       status: { observer: observability, flags, topology: () => topologyOf(config), startedAt },
+      rollouts,
+      shadow,
     }),
     store: flags,
     flagSource,
@@ -226,13 +243,16 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     },
     reload,
     health,
+    shadow,
     observability,
     setReady(r) {
       ready = r;
     },
     async close() {
       ready = false;
+      await rollouts.close();
       stopWatching();
+      shadow.close();
       pipeline.upgrades.closeAll();
       health.close();
       observability.close();

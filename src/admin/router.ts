@@ -7,6 +7,10 @@ import { HttpError, sendError, sendJson } from './http.js';
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from './dashboard/page.js';
 import { getMetrics, getStatus, type StatusDeps } from './status-api.js';
 import { DEFAULTS } from '../defaults.js';
+import { rolloutsApi } from './rollouts-api.js';
+import type { RolloutDriver } from '../rollout/driver.js';
+import { getShadow, listShadow } from './shadow-api.js';
+import type { Shadower } from '../shadow/shadower.js';
 
 export interface AdminDeps {
   flags: FlagStore;
@@ -16,6 +20,10 @@ export interface AdminDeps {
   isReady: () => boolean;
   /** Observability: GET /metrics, GET /api/v1/status and the dashboard at GET /. */
   status?: StatusDeps | undefined;
+  /** Rollout plans: /api/v1/rollouts[/:flag[/pause|resume|abort]]. */
+  rollouts?: RolloutDriver | undefined;
+  /** Shadow traffic results: GET /api/v1/shadow[/:route]. */
+  shadow?: Shadower | undefined;
 }
 
 const FLAG_PATH = /^\/api\/v1\/flags\/([^/]+)$/;
@@ -64,6 +72,15 @@ async function dispatch(
     if (method !== 'GET') throw methodNotAllowed('GET');
     return getMetrics(deps.status.observer, res);
   }
+  if (path === '/api/v1/shadow' && deps.shadow) {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    return listShadow(deps.shadow, res);
+  }
+  const sm = /^\/api\/v1\/shadow\/([^/]+)$/.exec(path);
+  if (sm && deps.shadow) {
+    if (method !== 'GET') throw methodNotAllowed('GET');
+    return getShadow(deps.shadow, decodeURIComponent(sm[1] as string), res);
+  }
   if (path === '/api/v1/status' && deps.status) {
     if (method !== 'GET') throw methodNotAllowed('GET');
     return getStatus(deps.status, res);
@@ -83,6 +100,9 @@ async function dispatch(
     if (method === 'GET') return getFlag(deps.flags, name, res);
     if (method === 'POST') return postFlag(deps.flags, name, req, res);
     throw methodNotAllowed('GET, POST');
+  }
+  if (deps.rollouts && (path === '/api/v1/rollouts' || path.startsWith('/api/v1/rollouts/'))) {
+    return rolloutsApi(deps.rollouts, path, method, req, res);
   }
   throw new HttpError(404, 'not_found', `no admin endpoint ${method} ${path}`);
 }

@@ -11,6 +11,7 @@ import {
   type LimitsConfig,
   type QaOverrideConfig,
   type RouteConfig,
+  type ShadowingConfig,
   type UpstreamConfig,
 } from './schema.js';
 
@@ -22,6 +23,7 @@ export interface Config {
   trustedProxies: string[];
   limits: LimitsConfig;
   qaOverride: QaOverrideConfig | undefined;
+  shadowing: ShadowingConfig;
   routes: RouteConfig[];
   files: string[];
 }
@@ -112,6 +114,7 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   let identity: { cfg: IdentityConfig; file: string } | undefined;
   let limits: { cfg: LimitsConfig; file: string } | undefined;
   let qa: { cfg: QaOverrideConfig; file: string } | undefined;
+  let shadowing: { cfg: ShadowingConfig; file: string } | undefined;
   const trustedProxies: string[] = [];
   const routes: Array<{ route: RouteConfig; file: string; index: number }> = [];
 
@@ -137,6 +140,10 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     if (cfg.qaOverride) {
       if (qa) problems.push({ file, key: 'qaOverride', message: `already set in ${qa.file}` });
       qa = { cfg: cfg.qaOverride, file };
+    }
+    if (cfg.shadowing) {
+      if (shadowing) problems.push({ file, key: 'shadowing', message: `already set in ${shadowing.file}` });
+      shadowing = { cfg: cfg.shadowing, file };
     }
     cfg.trustedProxies?.forEach((p, i) => {
       if (!validCidr(p)) problems.push({ file, key: `trustedProxies[${i}]`, message: `not an IP address or CIDR: ${p}` });
@@ -168,6 +175,9 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     if (route.flag !== undefined && route.candidate === undefined) {
       problems.push({ file, key: `${at}.candidate`, message: `flag "${route.flag}" has no candidate upstream to send users to` });
     }
+    if (route.shadow !== undefined && route.candidate === undefined) {
+      problems.push({ file, key: `${at}.shadow`, message: 'shadow needs a candidate upstream to mirror to' });
+    }
     if (route.candidate !== undefined && route.candidate === route.legacy) {
       problems.push({ file, key: `${at}.candidate`, message: 'candidate and legacy are the same upstream' });
     }
@@ -191,6 +201,7 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     trustedProxies,
     limits: limits?.cfg ?? DEFAULT_LIMITS,
     qaOverride: qa?.cfg,
+    shadowing: shadowing?.cfg ?? { concurrency: 16, queue: 256 },
     routes: routes.map((r) => r.route),
     files: inputs.map((i) => i.file),
   };

@@ -125,6 +125,31 @@ const method = z
   .regex(HTTP_TOKEN_RE, 'not an HTTP method')
   .transform((m) => m.toUpperCase());
 
+/** Mirror reads (or, explicitly, writes) served by legacy to the candidate and compare the answers. */
+export const shadowSchema = z.strictObject({
+  /** Share of users (by their own shadow bucket) whose requests are mirrored. */
+  percentage: z.number().min(0).max(100),
+  /** Fields never compared, as `$.a.b[*].c` paths. */
+  ignore: z.array(z.string().regex(/^\$/, 'paths look like $.field or $.items[*].etag')).default([]),
+  /** Response headers that must agree (lowercased). */
+  headers: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default(['content-type']),
+  numericTolerance: z.number().min(0).default(0),
+  /** Compare arrays as multisets: true for all, or only arrays at these paths. */
+  unorderedArrays: z.union([z.boolean(), z.array(z.string().regex(/^\$/))]).default(false),
+  /** Percent of shadowed GETs for which legacy is asked twice, to learn which fields are noise. */
+  noiseSample: z.number().min(0).max(100).default(0),
+  /** DANGER: mirror writes too. The candidate gets x-cutover-shadow: 1 and must not apply them. */
+  writes: z.boolean().default(false),
+  timeout: duration.default(2000),
+  maxBody: size.default(1024 * 1024),
+});
+
+/** Process-wide bounds on shadow work, so mirroring can never starve real traffic. */
+export const shadowingSchema = z.strictObject({
+  concurrency: z.number().int().min(1).max(1000).default(16),
+  queue: z.number().int().min(0).max(100_000).default(256),
+});
+
 export const routeSchema = z.strictObject({
   name: name('route name'),
   match: z.strictObject({
@@ -146,6 +171,7 @@ export const routeSchema = z.strictObject({
   hedge: duration.optional(),
   /** Writes carrying Idempotency-Key are buffered (up to maxBody) so they may be replayed on legacy. */
   replayWrites: z.strictObject({ maxBody: size }).optional(),
+  shadow: shadowSchema.optional(),
   identity: identitySchema.optional(),
 });
 
@@ -178,6 +204,7 @@ export const configFileSchema = z.strictObject({
   trustedProxies: z.array(z.string().min(1)).optional(),
   limits: limitsSchema.optional(),
   qaOverride: qaOverrideSchema.optional(),
+  shadowing: shadowingSchema.optional(),
   routes: z.array(routeSchema).optional(),
 });
 
@@ -185,6 +212,8 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type HealthConfig = z.output<typeof healthSchema>;
 export type OutlierConfig = z.output<typeof outlierSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
+export type ShadowConfig = z.output<typeof shadowSchema>;
+export type ShadowingConfig = z.output<typeof shadowingSchema>;
 export type LimitsConfig = z.output<typeof limitsSchema>;
 export type QaOverrideConfig = z.output<typeof qaOverrideSchema>;
 export type IdentityConfig = z.output<typeof identitySchema>;

@@ -4,6 +4,7 @@ import type { Target } from '../routing/decide.js';
 import type { Upstream } from '../upstream/pools.js';
 import { copyResponseHeaders } from './headers.js';
 import { classify, UpstreamError } from './errors.js';
+import type { ResponseCapture } from '../shadow/capture.js';
 
 /** What the owner learns when an attempt ends. */
 export interface AttemptResult {
@@ -52,6 +53,8 @@ const ABANDONED = new Error('attempt abandoned before it was sent');
 export class Attempt implements Dispatcher.DispatchHandler {
   /** True once undici started writing the request: the upstream may have seen it. */
   sent = false;
+  /** Set when shadow mode wants a copy of this response. */
+  capture: ResponseCapture | undefined;
   readonly startedAt = performance.now();
   private abortUpstream: ((err?: Error) => void) | null = null;
   private resumeUpstream: (() => void) | null = null;
@@ -94,6 +97,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     const headers = copyResponseHeaders((rawHeaders ?? []) as Buffer[]);
     if (!hasHeader(headers, 'x-request-id')) headers.push('x-request-id', this.requestId);
+    this.capture?.onHeaders(statusCode, headers);
     try {
       this.res.writeHead(statusCode, headers);
     } catch (err) {
@@ -118,6 +122,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    this.capture?.onData(chunk);
     // false pauses the upstream socket until the client drains (see resumeOnDrain).
     return this.res.write(chunk);
   }

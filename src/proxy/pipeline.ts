@@ -17,12 +17,15 @@ import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody } from './body-buffer.js';
 import { UpgradeProxy } from './websocket.js';
+import { ResponseCapture } from '../shadow/capture.js';
+import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };
   logger: Logger;
   observer: Observer;
   autoDisable: AutoDisable;
+  shadow?: Shadower | undefined;
 }
 
 const kExchange = Symbol('cutover.exchange');
@@ -78,6 +81,9 @@ class Exchange implements AttemptOwner, Chooser {
   /** May a request the candidate saw be replayed on legacy? (safe method, or opted-in write) */
   private replayable = false;
   private bodyLimit = 0;
+  /** Mirror this request to the candidate once legacy has answered. */
+  private shadowing: CompiledShadow | undefined;
+  private capture: ResponseCapture | undefined;
   private candidate: Attempt | undefined;
   private legacy: Attempt | undefined;
   private winner: Attempt | undefined;
@@ -126,6 +132,10 @@ class Exchange implements AttemptOwner, Chooser {
     const declared = this.req.headers['content-length'];
     if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
     if (unhealthy) this.noteFallback('unhealthy');
+    else if (route?.shadow !== undefined && decision.target === 'legacy' && route.candidate !== undefined && this.deps.shadow !== undefined) {
+      const method = this.req.method as string;
+      if ((SAFE.has(method) || route.shadow.writes) && shadowsUser(route.shadow, userId)) this.shadowing = route.shadow;
+    }
     this.prepare(target);
   }
 
@@ -140,21 +150,23 @@ class Exchange implements AttemptOwner, Chooser {
     this.replayable = SAFE.has(method);
     if (!hasBody(req.headers)) return this.launchFirst(target);
     const policy = this.route?.policy;
-    // A write with Idempotency-Key on an opted-in route is buffered so legacy can be asked too.
-    if (target === 'candidate' && !this.replayable && policy && policy.replayMaxBody > 0 && req.headers['idempotency-key']) {
-      const len = Number(req.headers['content-length']);
-      if (len > 0 && len <= policy.replayMaxBody) {
-        bufferBody(req, policy.replayMaxBody).then(
-          (buf) => {
-            this.body = buf;
-            this.replayable = true;
-            this.launchFirst(target);
-          },
-          () => this.reply(400, 'bad_request', 'request body ended early'),
-        );
-        return;
-      }
+    const len = Number(req.headers['content-length']);
+    // A write with Idempotency-Key on an opted-in route is buffered so legacy can be asked too;
+    // a shadowed request with a body is buffered so the candidate gets the same bytes.
+    const replay = target === 'candidate' && !this.replayable && policy !== undefined && policy.replayMaxBody > 0 && req.headers['idempotency-key'] !== undefined;
+    const max = replay ? (policy as NonNullable<typeof policy>).replayMaxBody : (this.shadowing?.maxBody ?? 0);
+    if (len > 0 && len <= max) {
+      bufferBody(req, max).then(
+        (buf) => {
+          this.body = buf;
+          if (replay) this.replayable = true;
+          this.launchFirst(target);
+        },
+        () => this.reply(400, 'bad_request', 'request body ended early'),
+      );
+      return;
     }
+    this.shadowing = undefined; // a body we could not keep a copy of cannot be mirrored
     this.body = req;
     // A chunked upload declared no length: its attempts count the bytes as they are sent.
     if (req.headers['content-length'] === undefined) this.bodyLimit = this.state.maxBody;
@@ -200,7 +212,11 @@ class Exchange implements AttemptOwner, Chooser {
   private launch(up: Upstream, target: Target, timeoutMs: number): Attempt {
     const headers = this.headers.concat('host', up.preserveHost ? (this.req.headers.host ?? up.host) : up.host);
     const path = up.basePath + this.path + this.query;
-    return new Attempt(this, this.res, up, target, this.requestId).start(
+    const attempt = new Attempt(this, this.res, up, target, this.requestId);
+    if (this.shadowing !== undefined && target === 'legacy') {
+      attempt.capture = this.capture = new ResponseCapture(this.shadowing.maxBody, this.shadowing.compare.headers);
+    }
+    return attempt.start(
       { method: this.req.method as string, path, headers, body: this.body },
       timeoutMs,
       this.bodyLimit,
@@ -243,6 +259,7 @@ class Exchange implements AttemptOwner, Chooser {
     } else {
       recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
     }
+    if (err === undefined && this.capture !== undefined && attempt.capture === this.capture) this.submitShadow();
     if (err === undefined || result.headersSent) return this.finish();
     if (this.done || this.winner !== undefined || err.kind === 'aborted') return;
 
@@ -262,6 +279,24 @@ class Exchange implements AttemptOwner, Chooser {
       return this.launchLegacy();
     }
     this.replyError(err);
+  }
+
+  /** Legacy answered in full: mirror the request to the candidate, off the request path. */
+  private submitShadow(): void {
+    const route = this.route as CompiledRoute;
+    (this.deps.shadow as Shadower).submit({
+      route: route.name,
+      flag: route.flag,
+      shadow: this.shadowing as CompiledShadow,
+      legacy: route.legacy,
+      candidate: route.candidate as Upstream,
+      method: this.req.method as string,
+      path: this.path + this.query,
+      headers: this.headers,
+      body: this.body instanceof Buffer ? this.body : null,
+      requestId: this.requestId,
+      legacyResponse: (this.capture as ResponseCapture).response(),
+    });
   }
 
   /** Never replay a write the candidate may have seen, nor a body already streamed away. */

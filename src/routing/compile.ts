@@ -5,6 +5,7 @@ import { trustedProxyList, type Config } from '../config/load.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { compilePolicy, type FallbackPolicy } from '../proxy/fallback.js';
+import { compileShadow, type CompiledShadow } from '../shadow/shadower.js';
 import { compileIdentity, type Identify } from './identity.js';
 import { RouteTable } from './match.js';
 
@@ -18,6 +19,7 @@ export interface CompiledRoute {
   readonly policy: FallbackPolicy;
   readonly legacyHealth: UpstreamHealth;
   readonly candidateHealth: UpstreamHealth | undefined;
+  readonly shadow: CompiledShadow | undefined;
 }
 
 /** Everything a request needs from config, swapped as one object on reload. */
@@ -69,6 +71,7 @@ export function compileRouting(
       policy: compilePolicy(r),
       legacyHealth: health.get(r.legacy) as UpstreamHealth,
       candidateHealth: r.candidate !== undefined ? health.get(r.candidate) : undefined,
+      shadow: r.shadow ? compileShadow(r.shadow) : undefined,
     };
     routes.push(route);
     table.add(r.match.path, r.match.methods, route);

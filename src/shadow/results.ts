@@ -1,0 +1,106 @@
+import type { Difference } from './json-diff.js';
+
+export type ShadowResult = 'match' | 'mismatch' | 'error' | 'dropped';
+
+export interface ShadowExample {
+  time: string;
+  requestId: string;
+  method: string;
+  path: string;
+  result: ShadowResult;
+  reason?: string;
+  differences: Difference[];
+}
+
+const SLOTS = 300; // one per second: a 5 minute window
+const MAX_FIELDS = 200;
+const MAX_EXAMPLES = 10;
+
+/**
+ * Shadow outcomes for one route, in bounded memory: totals, a per-second ring for windowed rates,
+ * the most frequent differing fields, noisy fields (legacy disagreeing with itself), and the last
+ * few example diffs.
+ */
+export class RouteShadowStats {
+  readonly totals: Record<ShadowResult, number> = { match: 0, mismatch: 0, error: 0, dropped: 0 };
+  private readonly compared = new Uint32Array(SLOTS);
+  private readonly mismatched = new Uint32Array(SLOTS);
+  private readonly slotTime = new Float64Array(SLOTS);
+  private readonly fields = new Map<string, number>();
+  readonly noisy = new Map<string, number>();
+  private readonly examples: ShadowExample[] = [];
+
+  constructor(
+    readonly route: string,
+    readonly flag: string | undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  record(result: ShadowResult, example?: Omit<ShadowExample, 'time' | 'result'>): void {
+    this.totals[result]++;
+    if (result === 'match' || result === 'mismatch') {
+      const i = this.slot();
+      this.compared[i] = (this.compared[i] as number) + 1;
+      if (result === 'mismatch') this.mismatched[i] = (this.mismatched[i] as number) + 1;
+    }
+    if (result === 'mismatch' && example) {
+      for (const d of example.differences) this.countField(d.path);
+    }
+    if (example && result !== 'match') {
+      this.examples.push({ time: new Date(this.now()).toISOString(), result, ...example });
+      if (this.examples.length > MAX_EXAMPLES) this.examples.shift();
+    }
+  }
+
+  /** A field two legacy answers disagreed on: it is noise, not a finding. */
+  markNoisy(path: string): void {
+    this.noisy.set(path, (this.noisy.get(path) ?? 0) + 1);
+    this.fields.delete(path);
+  }
+
+  /** Compared and mismatched counts over the last `seconds` (<= 300). */
+  window(seconds: number): { compared: number; mismatched: number; rate: number | null; windowSeconds: number } {
+    const now = Math.floor(this.now() / 1000);
+    let compared = 0;
+    let mismatched = 0;
+    for (let i = 0; i < SLOTS; i++) {
+      const t = this.slotTime[i] as number;
+      if (t > now - seconds && t <= now) {
+        compared += this.compared[i] as number;
+        mismatched += this.mismatched[i] as number;
+      }
+    }
+    return { compared, mismatched, rate: compared ? mismatched / compared : null, windowSeconds: seconds };
+  }
+
+  topFields(n = 10): Array<{ path: string; count: number }> {
+    return [...this.fields].sort((a, b) => b[1] - a[1]).slice(0, n).map(([path, count]) => ({ path, count }));
+  }
+
+  recentExamples(): ShadowExample[] {
+    return [...this.examples].reverse();
+  }
+
+  private countField(path: string): void {
+    if (this.noisy.has(path)) return;
+    if (!this.fields.has(path) && this.fields.size >= MAX_FIELDS) {
+      // Keep the map bounded: forget the rarest field.
+      let rare: string | undefined;
+      let min = Infinity;
+      for (const [p, c] of this.fields) if (c < min) [rare, min] = [p, c];
+      if (rare !== undefined) this.fields.delete(rare);
+    }
+    this.fields.set(path, (this.fields.get(path) ?? 0) + 1);
+  }
+
+  private slot(): number {
+    const sec = Math.floor(this.now() / 1000);
+    const i = sec % SLOTS;
+    if (this.slotTime[i] !== sec) {
+      this.slotTime[i] = sec;
+      this.compared[i] = 0;
+      this.mismatched[i] = 0;
+    }
+    return i;
+  }
+}

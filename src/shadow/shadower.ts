@@ -1,0 +1,192 @@
+import type { ShadowConfig, ShadowingConfig } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import { bucketOf, inRollout } from '../routing/bucket.js';
+import type { Upstream } from '../upstream/pools.js';
+import { compareResponses, type CapturedResponse, type CompareOptions } from './compare.js';
+import { compilePaths, diffJson, type PathSet } from './json-diff.js';
+import { RouteShadowStats } from './results.js';
+
+/** A route's shadow settings, compiled once at config load. */
+export interface CompiledShadow {
+  readonly percentage: number;
+  readonly compare: CompareOptions;
+  readonly noiseSample: number;
+  readonly writes: boolean;
+  readonly timeoutMs: number;
+  readonly maxBody: number;
+}
+
+export function compileShadow(cfg: ShadowConfig): CompiledShadow {
+  return {
+    percentage: cfg.percentage,
+    compare: {
+      ignore: compilePaths(cfg.ignore),
+      numericTolerance: cfg.numericTolerance,
+      unordered: typeof cfg.unorderedArrays === 'boolean' ? cfg.unorderedArrays : compilePaths(cfg.unorderedArrays),
+      headers: cfg.headers,
+    },
+    noiseSample: cfg.noiseSample,
+    writes: cfg.writes,
+    timeoutMs: cfg.timeout,
+    maxBody: cfg.maxBody,
+  };
+}
+
+/** Users are sampled by their own bucket in one shared group, so a user's whole journey is shadowed or not. */
+export const SHADOW_GROUP = 'cutover.shadow';
+
+export function shadowsUser(s: CompiledShadow, userId: string | undefined): boolean {
+  if (s.percentage <= 0) return false;
+  if (userId === undefined) return Math.random() * 100 < s.percentage;
+  return inRollout(bucketOf(SHADOW_GROUP, userId), s.percentage);
+}
+
+export interface ShadowJob {
+  route: string;
+  flag: string | undefined;
+  shadow: CompiledShadow;
+  legacy: Upstream;
+  candidate: Upstream;
+  method: string;
+  /** Normalized path + query, without any upstream base path. */
+  path: string;
+  /** Request headers as forwarded (no Host). */
+  headers: string[];
+  body: Buffer | null;
+  requestId: string;
+  legacyResponse: CapturedResponse;
+}
+
+/**
+ * Mirrors requests legacy already answered to the candidate, compares, and records the outcome.
+ * Runs off the request path: the client has its answer before a shadow job even starts. Bounded:
+ * `concurrency` jobs at once, `queue` waiting; beyond that jobs are dropped (and counted).
+ */
+export class Shadower {
+  private readonly stats = new Map<string, RouteShadowStats>();
+  private readonly waiting: ShadowJob[] = [];
+  private active = 0;
+  private closed = false;
+
+  constructor(
+    private limits: ShadowingConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  setLimits(limits: ShadowingConfig): void {
+    this.limits = limits;
+  }
+
+  submit(job: ShadowJob): void {
+    if (this.closed) return;
+    if (this.active < this.limits.concurrency) return void this.run(job);
+    if (this.waiting.length < this.limits.queue) return void this.waiting.push(job);
+    this.statsFor(job.route, job.flag).record('dropped');
+  }
+
+  statsFor(route: string, flag: string | undefined): RouteShadowStats {
+    let s = this.stats.get(route);
+    if (s === undefined) {
+      s = new RouteShadowStats(route, flag);
+      this.stats.set(route, s);
+    }
+    return s;
+  }
+
+  all(): RouteShadowStats[] {
+    return [...this.stats.values()];
+  }
+
+  /** Compared/mismatched over the last 5 minutes for every route behind `flag` (a rollout gate input). */
+  forFlag(flag: string): { compared: number; mismatched: number; windowSeconds: number } | undefined {
+    let compared = 0;
+    let mismatched = 0;
+    let any = false;
+    for (const s of this.stats.values()) {
+      if (s.flag !== flag) continue;
+      any = true;
+      const w = s.window(300);
+      compared += w.compared;
+      mismatched += w.mismatched;
+    }
+    return any ? { compared, mismatched, windowSeconds: 300 } : undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.waiting.length = 0;
+  }
+
+  private async run(job: ShadowJob): Promise<void> {
+    this.active++;
+    const stats = this.statsFor(job.route, job.flag);
+    try {
+      if (job.shadow.noiseSample > 0 && job.method === 'GET' && Math.random() * 100 < job.shadow.noiseSample) {
+        await this.learnNoise(job, stats);
+      }
+      const candidate = await fetchCaptured(job.candidate, job, job.shadow);
+      const opts = { ...job.shadow.compare, ignore: withNoise(job.shadow.compare.ignore, stats) };
+      const verdict = compareResponses(job.legacyResponse, candidate, opts);
+      const example = { requestId: job.requestId, method: job.method, path: job.path, differences: verdict.result === 'mismatch' ? verdict.differences.slice(0, 10) : [] };
+      if (verdict.result === 'error') stats.record('error', { ...example, reason: verdict.reason });
+      else stats.record(verdict.result, example);
+      if (verdict.result === 'mismatch') {
+        this.logger.info({ route: job.route, requestId: job.requestId, path: job.path, differences: example.differences }, 'shadow mismatch');
+      }
+    } catch (err) {
+      stats.record('error', { requestId: job.requestId, method: job.method, path: job.path, reason: (err as Error).message, differences: [] });
+    } finally {
+      this.active--;
+      const next = this.waiting.shift();
+      if (next !== undefined && !this.closed) void this.run(next);
+    }
+  }
+
+  /** Asks legacy again: fields that differ between two legacy answers are noise (Diffy's idea). */
+  private async learnNoise(job: ShadowJob, stats: RouteShadowStats): Promise<void> {
+    const again = await fetchCaptured(job.legacy, job, job.shadow).catch(() => undefined);
+    if (again === undefined || again.truncated || job.legacyResponse.truncated) return;
+    let a: unknown;
+    let b: unknown;
+    try {
+      a = JSON.parse(job.legacyResponse.body.toString('utf8'));
+      b = JSON.parse(again.body.toString('utf8'));
+    } catch {
+      return;
+    }
+    for (const d of diffJson(a, b, { ...job.shadow.compare, numericTolerance: job.shadow.compare.numericTolerance })) stats.markNoisy(d.path);
+  }
+}
+
+function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
+  if (stats.noisy.size === 0) return ignore;
+  const noisy = compilePaths([...stats.noisy.keys()]);
+  return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
+}
+
+async function fetchCaptured(up: Upstream, job: ShadowJob, s: CompiledShadow): Promise<CapturedResponse> {
+  const r = await up.pool.request({
+    method: job.method as 'GET',
+    path: up.basePath + job.path,
+    headers: [...job.headers, 'host', up.host, 'x-cutover-shadow', '1'],
+    body: job.body,
+    headersTimeout: s.timeoutMs,
+    bodyTimeout: s.timeoutMs,
+    signal: AbortSignal.timeout(s.timeoutMs),
+  });
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  for await (const chunk of r.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > s.maxBody) {
+      truncated = true;
+      r.body.destroy();
+      break;
+    }
+    chunks.push(chunk);
+  }
+  return { status: r.statusCode, headers, body: Buffer.concat(chunks), truncated };
+}

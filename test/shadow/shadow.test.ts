@@ -1,0 +1,142 @@
+import t from 'tap';
+import { http, postJson } from '../helpers/http.js';
+import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
+import { bucketOf } from '../../src/routing/bucket.js';
+import { SHADOW_GROUP } from '../../src/shadow/shadower.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+
+interface Report {
+  totals: Record<string, number>;
+  mismatch_rate: Record<string, { compared: number; mismatched: number; rate: number | null }>;
+  top_fields: Array<{ path: string; count: number }>;
+  noisy_fields: string[];
+  examples: Array<{ result: string; reason?: string; differences: Array<{ path: string }> }>;
+}
+
+function cfg(legacy: string, candidate: string, shadow: Record<string, unknown>, extra: Record<string, unknown> = {}): ConfigInput {
+  return {
+    upstreams: { legacy: { url: legacy }, candidate: { url: candidate } },
+    routes: [{ name: 'catalog', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'f', shadow }],
+    ...extra,
+  } as unknown as ConfigInput;
+}
+
+const json = (res: import('node:http').ServerResponse, body: unknown, status = 200) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
+
+t.test('ignored fields match, real differences are found, candidate 500s are mismatches', async (t) => {
+  let candidateMode: 'same' | 'field' | '500' = 'same';
+  const legacy = await startUpstream(t, 'legacy', (req, res) => json(res, { id: req.url, name: 'shoe', updated_at: Date.now(), items: [{ sku: 1, etag: 'a' }] }));
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    if (candidateMode === '500') return json(res, { error: 'boom' }, 500);
+    json(res, { updated_at: 0, id: req.url, name: candidateMode === 'field' ? 'sneaker' : 'shoe', items: [{ etag: 'zzz', sku: 1 }] });
+  });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, ignore: ['$.updated_at', '$.items[*].etag'] }), { f: { enabled: false } });
+  const { proxy, admin } = await startCutover(t, dirs);
+  const report = async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
+
+  for (let i = 0; i < 5; i++) t.equal((await http(`${proxy}/api/p/${i}`, { headers: { 'x-user-id': `u${i}` } })).json<{ name: string }>().name, 'shoe');
+  await waitFor(async () => (await report()).totals.match === 5, 3000, 'five matches');
+  t.ok(candidate.seen.every((s) => s.headers['x-cutover-shadow'] === '1'), 'mirrored requests say so');
+
+  candidateMode = 'field';
+  for (let i = 0; i < 4; i++) await http(`${proxy}/api/p/${i}`, { headers: { 'x-user-id': `u${i}` } });
+  await waitFor(async () => (await report()).totals.mismatch === 4, 3000, 'four mismatches');
+  let r = await report();
+  t.same(r.top_fields, [{ path: '$.name', count: 4 }], 'the differing field, and only it');
+  t.match(r.examples[0], { result: 'mismatch', differences: [{ path: '$.name', legacy: 'shoe', candidate: 'sneaker' }] });
+  t.equal(r.mismatch_rate['5m']?.compared, 9);
+  t.ok(Math.abs((r.mismatch_rate['5m']?.rate ?? 0) - 4 / 9) < 1e-9);
+
+  candidateMode = '500';
+  await http(`${proxy}/api/p/x`, { headers: { 'x-user-id': 'u1' } });
+  await waitFor(async () => (await report()).totals.mismatch === 5, 3000, 'a 500 is a mismatch');
+  r = await report();
+  t.match(r.examples[0], { differences: [{ path: 'status', legacy: 200, candidate: 500 }] });
+
+  const metrics = (await http(`${admin}/metrics`)).text;
+  t.match(metrics, /cutover_shadow_total\{route="catalog",result="match"\} 5/);
+  t.match(metrics, /cutover_shadow_total\{route="catalog",result="mismatch"\} 5/);
+  const list = (await http(`${admin}/api/v1/shadow`)).json<{ routes: Array<{ route: string }> }>();
+  t.same(list.routes.map((x) => x.route), ['catalog']);
+  t.equal((await http(`${admin}/api/v1/shadow/nope`)).status, 404);
+});
+
+t.test('a slow candidate never slows the client; shadows time out as errors; no health impact', async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => json(res, { ok: true }));
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json(res, { ok: true }), 1500));
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, timeout: '300ms' }), { f: { enabled: false } });
+  const { proxy, admin, running } = await startCutover(t, dirs);
+  for (let i = 0; i < 5; i++) {
+    const started = Date.now();
+    await http(`${proxy}/api/slow/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    t.ok(Date.now() - started < 150, `client answered in ${Date.now() - started} ms`);
+  }
+  await waitFor(async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>().totals.error === 5, 3000, 'five shadow errors');
+  t.equal(running.cutover.health.view().candidate?.healthy, true, 'shadow failures do not eject the candidate');
+});
+
+t.test('sampling by user bucket; writes only when opted in, with the same body', async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (req, res) => {
+    req.resume();
+    req.on('end', () => json(res, { ok: true }));
+  });
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => json(res, { ok: true }));
+  });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 30 }), { f: { enabled: false } });
+  const { proxy } = await startCutover(t, dirs);
+  const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
+  for (const u of users) await http(`${proxy}/api/a`, { headers: { 'x-user-id': u } });
+  await postJson(`${proxy}/api/a`, { order: 1 }, { 'x-user-id': 'user-1' });
+  await new Promise((r) => setTimeout(r, 300));
+  const shadowedUsers = new Set(candidate.seen.map((s) => s.headers['x-user-id']));
+  const expected = new Set(users.filter((u) => bucketOf(SHADOW_GROUP, u) <= 30));
+  t.same([...shadowedUsers].sort(), [...expected].sort(), 'exactly the users whose shadow bucket is in the 30%');
+  t.notOk(candidate.seen.some((s) => s.method === 'POST'), 'writes are not mirrored by default');
+
+  const cand2: Array<{ method: string; bytes: number }> = [];
+  const candidate2 = await startUpstream(t, 'candidate', (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      cand2.push({ method: req.method ?? '', bytes: n });
+      json(res, { ok: true });
+    });
+  });
+  const dirs2 = await writeConfig(t, cfg(legacy.url, candidate2.url, { percentage: 100, writes: true }), { f: { enabled: false } });
+  const p2 = await startCutover(t, dirs2);
+  const body = JSON.stringify({ order: 'x'.repeat(3000) });
+  await http(`${p2.proxy}/api/orders`, { method: 'POST', body, headers: { 'x-user-id': 'u', 'content-type': 'application/json' } });
+  await waitFor(() => cand2.length === 1, 3000, 'write mirrored');
+  t.same(cand2[0], { method: 'POST', bytes: body.length }, 'the candidate got the same body');
+});
+
+t.test('bounded: a full shadow queue drops (and counts) instead of queueing without bound', async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => json(res, { ok: true }));
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json(res, { ok: true }), 500));
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100 }, { shadowing: { concurrency: 1, queue: 2 } }), { f: { enabled: false } });
+  const { proxy, admin } = await startCutover(t, dirs);
+  await Promise.all(Array.from({ length: 10 }, (_, i) => http(`${proxy}/api/q/${i}`, { headers: { 'x-user-id': `u${i}` } })));
+  await waitFor(async () => {
+    const r = (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
+    return r.totals.match === 3 && r.totals.dropped === 7;
+  }, 5000, '1 running + 2 queued compared, 7 dropped');
+  t.pass();
+});
+
+t.test('noise cancellation: fields where legacy disagrees with itself stop counting', async (t) => {
+  let n = 0;
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => json(res, { name: 'x', nonce: n++ }));
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => json(res, { name: 'x', nonce: -1 }));
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, noiseSample: 100 }), { f: { enabled: false } });
+  const { proxy, admin } = await startCutover(t, dirs);
+  for (let i = 0; i < 5; i++) await http(`${proxy}/api/n`, { headers: { 'x-user-id': `u${i}` } });
+  await waitFor(async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>().totals.match === 5, 3000, 'matches once nonce is known noise');
+  const r = (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
+  t.same(r.noisy_fields, ['$.nonce']);
+  t.same(r.top_fields, []);
+});
