@@ -86,6 +86,8 @@ function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
+const FLUSH_MS = 25;
+
 /** Request logs not yet written, flushed at exit. */
 const unflushed = new Set<RequestLog>();
 let exitHook = false;
@@ -95,7 +97,7 @@ let exitHook = false;
  * the parent's pid and name) are serialized once. When the level is above info nothing is built.
  *
  * With a logger from createLogger the line is formatted here, in pino's exact JSON shape, and
- * lines are written to the logger's destination once per event-loop turn (or every 64 KiB)
+ * lines are written to the logger's destination in batches (every 25 ms, or 64 KiB)
  * instead of one write per line: ~0.5 µs a request instead of ~4 µs through pino.info() with a
  * sync destination (bench/observer.mjs). Any other pino logger gets pino.info(), unchanged.
  */
@@ -180,11 +182,13 @@ export class RequestLog {
           for (const l of unflushed) l.flush();
         });
       }
-      setImmediate(this.flushSoon);
+      // Batching for 25 ms instead of one event-loop turn cut the proxy's write syscalls for logs
+      // from thousands to ~40 a second under load (it was ~9% of proxy CPU in a profile).
+      setTimeout(this.flushSoon, FLUSH_MS).unref();
     }
   }
 
-  /** Writes out lines still batched (called each event-loop turn, at exit and on close). */
+  /** Writes out lines still batched (every 25 ms or 64 KiB, at exit and on close). */
   flush(): void {
     this.scheduled = false;
     unflushed.delete(this);
