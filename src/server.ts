@@ -57,7 +57,9 @@ export async function serve(options: ServeOptions): Promise<Running> {
   proxy.on('upgrade', cutover.upgradeHandler);
   const admin = createServer(cutover.adminHandler);
 
-  proxy.listen(options.port, options.host);
+  // A deep accept queue: at 1,000 new connections a second, Node's default of 511 overflowed and
+  // clients retried SYNs after 1 s, 3 s... (bench connections scenario). The kernel caps it at somaxconn.
+  proxy.listen({ port: options.port, host: options.host, backlog: 4096 });
   admin.listen(options.adminPort, options.adminHost);
   await Promise.all([once(proxy, 'listening'), once(admin, 'listening')]);
   const proxyPort = (proxy.address() as AddressInfo).port;

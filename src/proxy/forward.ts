@@ -95,8 +95,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.abortUpstream?.(ABANDONED);
       return false;
     }
-    const headers = copyResponseHeaders((rawHeaders ?? []) as Buffer[]);
-    if (!hasHeader(headers, 'x-request-id')) headers.push('x-request-id', this.requestId);
+    const headers = copyResponseHeaders((rawHeaders ?? []) as Buffer[], this.requestId);
     this.capture?.onHeaders(statusCode, headers);
     try {
       this.res.writeHead(statusCode, headers);
@@ -192,7 +191,3 @@ function resumeOnDrain(this: TrackedResponse): void {
   this[kStreaming]?.resume();
 }
 
-function hasHeader(flat: string[], lower: string): boolean {
-  for (let i = 0; i < flat.length; i += 2) if ((flat[i] as string).toLowerCase() === lower) return true;
-  return false;
-}

@@ -24,11 +24,7 @@ function connectionTokens(raw: readonly string[]): Set<string> | undefined {
   let out: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
-    for (const t of (raw[i + 1] as string).split(',')) {
-      const tok = t.trim().toLowerCase();
-      if (tok && tok !== 'close' && tok !== 'keep-alive') (out ??= new Set()).add(tok);
-    }
+    if (name.length === 10 && name.toLowerCase() === 'connection') out = tokensOf(raw[i + 1] as string, out);
   }
   return out;
 }
@@ -50,22 +46,44 @@ export function copyRequestHeaders(raw: readonly string[], out: string[], drop?:
 }
 
 /**
- * Converts undici's raw response headers (Buffers, flat) into strings for `res.writeHead`,
- * dropping hop-by-hop headers and those named in Connection.
+ * Converts undici's raw response headers (Buffers, flat) into strings for `res.writeHead` in one
+ * pass, dropping hop-by-hop headers and those named in Connection, and adding `x-request-id`
+ * when the upstream did not send one.
  */
-export function copyResponseHeaders(raw: readonly Buffer[]): string[] {
-  const strs: string[] = new Array(raw.length);
-  for (let i = 0; i < raw.length; i++) strs[i] = (raw[i] as Buffer).toString('latin1');
-  const extra = connectionTokens(strs);
+export function copyResponseHeaders(raw: readonly Buffer[], requestId: string): string[] {
   const out: string[] = [];
-  for (let i = 0; i < strs.length; i += 2) {
-    const name = strs[i] as string;
+  let named: Set<string> | undefined;
+  let hasRequestId = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1');
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
-    if (extra !== undefined && extra.has(lower)) continue;
-    out.push(name, strs[i + 1] as string);
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') named = tokensOf((raw[i + 1] as Buffer).toString('latin1'), named);
+      continue;
+    }
+    if (lower === 'x-request-id') hasRequestId = true;
+    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }
-  return out;
+  // Rare: a Connection header naming other headers, which may have come before it.
+  const result = named === undefined ? out : withoutNamed(out, named);
+  if (!hasRequestId) result.push('x-request-id', requestId);
+  return result;
+}
+
+function withoutNamed(flat: string[], named: Set<string>): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    if (!named.has((flat[i] as string).toLowerCase())) kept.push(flat[i] as string, flat[i + 1] as string);
+  }
+  return kept;
+}
+
+function tokensOf(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  for (const t of value.split(',')) {
+    const tok = t.trim().toLowerCase();
+    if (tok && tok !== 'close' && tok !== 'keep-alive') (into ??= new Set()).add(tok);
+  }
+  return into;
 }
 
 /** True when the request has a body to stream (framing per RFC 9112 section 6.3). */

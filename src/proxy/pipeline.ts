@@ -255,7 +255,11 @@ class Exchange implements AttemptOwner, Chooser {
     });
     if (attempt.target === 'candidate') {
       this.candidateSettled = true;
-      if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
+      // A timeout while the request still waited in our own pool is cutover's queueing, not the
+      // candidate failing: fall back, but don't eject the candidate or count toward auto-disable.
+      const ours = err?.kind === 'timeout' && !attempt.sent;
+      if (ours) this.route?.candidateHealth?.released();
+      else if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
     } else {
       recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
     }
@@ -312,7 +316,12 @@ class Exchange implements AttemptOwner, Chooser {
   private noteFallback(reason: FallbackReason): void {
     this.fallback = reason;
     this.deps.observer.fallback(this.routeName, reason);
-    this.deps.logger.warn({ requestId: this.requestId, route: this.routeName, reason }, 'fallback to legacy');
+    // Failures are logged one by one (outlier ejection bounds how many there can be). While the
+    // candidate is ejected every request falls back: that is one ejection line, plus the metric
+    // and each request's own log line, not a warning per request.
+    if (reason !== 'unhealthy' && reason !== 'hedge') {
+      this.deps.logger.warn({ requestId: this.requestId, route: this.routeName, reason }, 'fallback to legacy');
+    }
   }
 
   private replyError(err: UpstreamError): void {

@@ -228,3 +228,24 @@ t.test('fallbackOn limits what falls back', async (t) => {
   t.equal(r.text, 'mine');
 });
 
+
+t.test("timeouts while queued in cutover's own pool fall back without blaming the candidate", async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json200(res), 150));
+  const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
+  const { proxy, admin, running } = await startCutover(
+    t,
+    await writeConfig(t, cfg, { f: { enabled: true, percentage: 100, auto_disable_on_failure: true } }),
+  );
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => http(`${proxy}/api/q/${i}`, { headers: { 'x-user-id': `u${i}` } })));
+  t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
+  const served = results.map((r) => r.json<{ served_by: string }>().served_by);
+  t.ok(served.includes('candidate') && served.includes('legacy'), `some queued requests fell back (${served.filter((s) => s === 'legacy').length})`);
+  t.equal(running.cutover.health.view().candidate?.healthy, true, 'the candidate was not ejected for our queueing');
+  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
+});
+
+function json200(res: import('node:http').ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ served_by: 'candidate' }));
+}

@@ -1,0 +1,226 @@
+// Starting the upstreams and each contender, each in its own process on 127.0.0.1.
+// A contender is { name, url, pid, child?, stop() }; `pid` is whose CPU and memory we read.
+import { writeFileSync, mkdirSync, chmodSync, existsSync, symlinkSync, cpSync } from 'node:fs';
+import { execFileSync, execSync } from 'node:child_process';
+import { createConnection } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { join, delimiter } from 'node:path';
+import { forkReady, spawnChild, tempDir, removeTempDir, freePort } from './proc.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+export let cliPath = join(repoRoot, 'dist', 'cli.js');
+
+export function useCli(path) {
+  cliPath = path;
+}
+
+/**
+ * Builds a committed revision (or, with rev undefined, a copy of the working tree's sources) in a
+ * temp dir and uses that CLI, so a run is not disturbed by someone rebuilding dist/ from
+ * half-edited sources meanwhile, and two revisions can be compared.
+ */
+export function buildRevision(rev) {
+  const git = (...a) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8' }).trim();
+  const commit = git('rev-parse', '--short', `${rev ?? 'HEAD'}^{commit}`);
+  const dir = tempDir(rev ? `rev-${commit}` : 'snapshot');
+  if (rev) execSync(`git archive --format=tar ${commit} | tar -x -C '${dir}'`, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
+  else for (const f of ['src', 'package.json', 'tsconfig.json']) cpSync(join(repoRoot, f), join(dir, f), { recursive: true });
+  symlinkSync(join(repoRoot, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: 'inherit' });
+  cliPath = join(dir, 'dist', 'cli.js');
+  return rev ? commit : `${commit} + working tree snapshot${git('status', '--porcelain', '--', 'src') ? ' (uncommitted src changes)' : ''}`;
+}
+
+export async function startUpstream(name, mode = 'ok') {
+  const child = await forkReady(`upstream ${name}`, join(here, 'upstream.mjs'), [name, mode]);
+  return { name, child, url: `http://127.0.0.1:${child.port}`, pid: child.pid, stop: () => child.stop() };
+}
+
+export function directContender(upstream) {
+  // No proxy process: the pid is the upstream's, but CPU is not reported as "proxy" CPU.
+  return { name: 'direct', url: upstream.url, pid: undefined, stop: async () => {} };
+}
+
+export async function forwarderContender(kind, upstream) {
+  const child = await forkReady(kind, join(here, 'forwarders.mjs'), [kind, upstream.url]);
+  return { name: kind, child, url: `http://127.0.0.1:${child.port}`, pid: child.pid, stop: () => child.stop() };
+}
+
+export function nginxPath() {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, 'nginx');
+    if (dir && existsSync(p)) return p;
+  }
+  for (const p of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) if (existsSync(p)) return p;
+  return undefined;
+}
+
+export function nginxConf(dir, port, upstreamUrl) {
+  const up = new URL(upstreamUrl);
+  return `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  upstream bench_upstream {
+    server ${up.host};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host ${up.host};
+    }
+  }
+}
+`;
+}
+
+function waitForPort(port, timeoutMs, child) {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (!child.alive) return reject(new Error(`nginx exited: ${child.stderrTail}`));
+      const s = createConnection({ port, host: '127.0.0.1' });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`nginx not listening on ${port} after ${timeoutMs} ms: ${child.stderrTail}`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** NGINX with upstream keepalive, or undefined (with the reason printed) when it isn't installed. */
+export async function nginxContender(upstream, log) {
+  const bin = nginxPath();
+  if (!bin) {
+    log('nginx not installed: skipped (apt-get install nginx)');
+    return undefined;
+  }
+  const dir = tempDir('nginx');
+  // As root, nginx workers drop to "nobody" and must be able to enter the temp dir.
+  chmodSync(dir, 0o755);
+  for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
+  const port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, port, upstream.url));
+  // -e: the compiled-in error log path may not be writable; -p keeps relative paths in the temp dir.
+  const child = spawnChild('nginx', bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')]);
+  await waitForPort(port, 5000, child);
+  return {
+    name: 'nginx',
+    child,
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    stop: async () => {
+      await child.stop();
+      removeTempDir(dir);
+    },
+  };
+}
+
+export function routesYaml(legacyUrl, candidateUrl, { candidateHeadersTimeout, routeTimeout = '300ms' } = {}) {
+  const cand = candidateHeadersTimeout ? `{ url: ${candidateUrl}, headersTimeout: ${candidateHeadersTimeout} }` : `{ url: ${candidateUrl} }`;
+  return `upstreams:
+  legacy: { url: ${legacyUrl} }
+  candidate: ${cand}
+default: legacy
+identity:
+  sources:
+    - header: x-user-id
+routes:
+  - name: bench
+    match: { path: /api }
+    legacy: legacy
+    candidate: candidate
+    flag: bench_flag
+    timeout: ${routeTimeout}
+`;
+}
+
+/**
+ * cutover through its built CLI, with LOG_LEVEL=info as in production. Its stdout is drained
+ * (and log lines counted by level) so a chatty proxy is never blocked on a full pipe.
+ */
+export async function cutoverContender(name, legacy, candidate, percentage, opts = {}) {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} not found: run "npm run build" first`);
+  const dir = tempDir(name);
+  const routes = join(dir, 'routes');
+  const flags = join(dir, 'flags');
+  mkdirSync(routes);
+  mkdirSync(flags);
+  writeFileSync(join(routes, 'bench.yaml'), routesYaml(legacy.url, candidate.url, opts));
+  writeFileSync(join(flags, 'bench_flag.json'), JSON.stringify({ enabled: true, percentage }));
+  const args = [cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
+  const child = spawnChild(name, process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+  });
+  const logs = { byLevel: {}, warnings: {}, tail: [] };
+  const listening = new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${name} did not log "cutover listening" in 10 s: ${child.stderrTail}`)), 10_000);
+    child.cp.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`${name} exited (${code}) before listening: ${child.stderrTail} ${logs.tail.join('\n')}`));
+    });
+    let buf = '';
+    child.cp.stdout.on('data', (d) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        let rec;
+        try {
+          rec = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        logs.byLevel[rec.level] = (logs.byLevel[rec.level] ?? 0) + 1;
+        if (rec.level >= 40) {
+          const why = rec.reason ?? rec.kind;
+          const key = why ? `${rec.msg} (${why})` : rec.msg;
+          logs.warnings[key] = (logs.warnings[key] ?? 0) + 1;
+          logs.tail = [...logs.tail.slice(-4), line.slice(0, 400)];
+        }
+        if (rec.msg === 'cutover listening') {
+          clearTimeout(t);
+          resolve(rec);
+        }
+      }
+    });
+  });
+  const rec = await listening;
+  return {
+    name,
+    child,
+    percentage,
+    url: `http://${rec.proxy}`,
+    admin: `http://${rec.admin}`,
+    pid: child.pid,
+    logs,
+    stop: async () => {
+      await child.stop();
+      removeTempDir(dir);
+    },
+  };
+}

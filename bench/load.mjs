@@ -1,0 +1,153 @@
+// Load generation. autocannon's own latency histogram has 1 ms resolution, too coarse for a
+// proxy that adds tens of microseconds, so every response time is also recorded here as a float.
+import autocannon from 'autocannon';
+import http from 'node:http';
+import { Pool } from 'undici';
+
+let current; // the running load, so Ctrl-C can stop it
+export function stopCurrentLoad() {
+  current?.stop();
+}
+
+export class Latencies {
+  constructor() {
+    this.v = new Float64Array(1 << 16);
+    this.n = 0;
+  }
+  add(ms) {
+    if (this.n === this.v.length) {
+      const next = new Float64Array(this.v.length * 2);
+      next.set(this.v);
+      this.v = next;
+    }
+    this.v[this.n++] = ms;
+  }
+  summary() {
+    const s = this.v.slice(0, this.n).sort();
+    const pct = (p) => (this.n ? s[Math.min(this.n - 1, Math.ceil((p / 100) * this.n) - 1)] : NaN);
+    let sum = 0;
+    for (let i = 0; i < this.n; i++) sum += s[i];
+    return { count: this.n, mean: this.n ? sum / this.n : NaN, p50: pct(50), p90: pct(90), p99: pct(99), max: this.n ? s[this.n - 1] : NaN };
+  }
+}
+
+/** Several users, so a 50% flag really splits traffic; one prebuilt buffer each, no per-request work. */
+export function userRequests(path = '/api/items/42', users = 256) {
+  return Array.from({ length: users }, (_, i) => ({ method: 'GET', path, headers: { 'x-user-id': `user-${i + 1}` } }));
+}
+
+/** One autocannon run; resolves with throughput, µs-resolution latency and every error count. */
+export function runAutocannon({ url, connections, duration, overallRate, requests = userRequests(), timeout = 10 }) {
+  return new Promise((resolve, reject) => {
+    const lat = new Latencies();
+    const opts = { url, connections, duration, requests, timeout };
+    if (overallRate) opts.overallRate = overallRate;
+    const inst = autocannon(opts, (err, r) => {
+      current = undefined;
+      if (err) return reject(err);
+      const total = r.requests.total;
+      resolve({
+        rps: total / r.duration,
+        requests: total,
+        duration: r.duration,
+        latency: lat.summary(),
+        autocannonLatencyMs: { p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max },
+        non2xx: r.non2xx,
+        errors: r.errors,
+        timeouts: r.timeouts,
+        resets: r.resets,
+        statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([k, v]) => [k, v.count])),
+      });
+    });
+    inst.on('response', (_client, _status, _bytes, ms) => lat.add(ms));
+    current = inst;
+  });
+}
+
+/**
+ * Open-loop load at a steady rate: one request due every 1/rate s, sent on time whether or not
+ * earlier ones have answered. autocannon's `overallRate` instead fires each second's quota as a
+ * burst, which measures latency under bursts of concurrency rather than at a steady 1k req/s.
+ */
+export function runPaced({ url, rate, duration, path = '/api/items/42', users = 256 }) {
+  const pool = new Pool(url, { connections: 64, pipelining: 1, keepAliveTimeout: 10_000 });
+  const lat = new Latencies();
+  const statusCodes = {};
+  let sent = 0;
+  let done = 0;
+  let errors = 0;
+  return new Promise((resolve) => {
+    const start = process.hrtime.bigint();
+    const end = start + BigInt(Math.round(duration * 1e9));
+    let stopped = false;
+    const finish = async () => {
+      if (stopped) return;
+      stopped = true;
+      current = undefined;
+      // Let stragglers finish (bounded) so the tail is not cut off.
+      const until = Date.now() + 2000;
+      while (done + errors < sent && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      await pool.destroy().catch(() => {});
+      const secs = Number(process.hrtime.bigint() - start) / 1e9;
+      const non2xx = Object.entries(statusCodes).reduce((a, [k, v]) => a + (k[0] === '2' ? 0 : v), 0);
+      resolve({ rps: done / secs, requests: done, sent, latency: lat.summary(), non2xx, errors: sent - done, statusCodes });
+    };
+    current = { stop: () => finish() };
+    const send = () => {
+      const t0 = process.hrtime.bigint();
+      const user = `user-${(sent % users) + 1}`;
+      sent++;
+      pool
+        .request({ method: 'GET', path, headers: { 'x-user-id': user } })
+        .then(async (r) => {
+          for await (const _ of r.body);
+          lat.add(Number(process.hrtime.bigint() - t0) / 1e6);
+          statusCodes[r.statusCode] = (statusCodes[r.statusCode] ?? 0) + 1;
+          done++;
+        })
+        .catch(() => {
+          errors++;
+        });
+    };
+    const tick = () => {
+      if (stopped) return;
+      const now = process.hrtime.bigint();
+      if (now >= end) return finish();
+      const due = Math.floor((Number(now - start) / 1e9) * rate);
+      while (sent < due) send();
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+/** POSTs a body of `size` bytes in 64 KiB chunks, honouring backpressure; resolves with the reply. */
+export function postBody(url, size, user, agent) {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request(
+      `${url}/api/upload`,
+      { method: 'POST', agent, headers: { 'content-type': 'application/octet-stream', 'content-length': size, 'x-user-id': user } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode, body: text, ms: Number(process.hrtime.bigint() - t0) / 1e6 }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(60_000, () => req.destroy(new Error('body upload timed out after 60 s')));
+    let left = size;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}

@@ -1,0 +1,293 @@
+// The measurements. Each scenario returns a plain object that goes into the JSON as is.
+import http from 'node:http';
+import { cpuSeconds, memoryMB, listenOverflows, systemCpu } from './proc.mjs';
+import { runAutocannon, runPaced, postBody } from './load.mjs';
+import { startUpstream, cutoverContender, directContender, forwarderContender } from './contenders.mjs';
+
+export const THROUGHPUT_CONTENDERS = ['direct', 'undici', 'http-proxy', 'nginx', 'cutover-0', 'cutover-50', 'cutover-100'];
+export const LATENCY_CONTENDERS = ['direct', 'cutover-50', 'undici', 'http-proxy', 'nginx'];
+
+export function median(xs) {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function upstreamCounts(upstreams) {
+  const out = {};
+  for (const u of upstreams) out[u.name] = (await u.child.ask('stats')).requests;
+  return out;
+}
+
+/**
+ * One measured run against one contender, with the proxy's CPU (and the upstreams' and the load
+ * generator's, to see who was the bottleneck) divided by completed requests.
+ */
+async function measure(c, upstreams, load) {
+  const before = await upstreamCounts(upstreams);
+  const cpu0 = cpuSeconds(c.pid);
+  const up0 = upstreams.reduce((a, u) => a + cpuSeconds(u.pid), 0);
+  const gen0 = process.cpuUsage();
+  const sys0 = systemCpu();
+  const r = load.rate ? await runPaced({ url: c.url, rate: load.rate, duration: load.duration }) : await runAutocannon({ url: c.url, ...load });
+  const gen = process.cpuUsage(gen0);
+  const sys1 = systemCpu();
+  const up1 = upstreams.reduce((a, u) => a + cpuSeconds(u.pid), 0);
+  const cpu1 = cpuSeconds(c.pid);
+  const after = await upstreamCounts(upstreams);
+  const n = r.requests || NaN;
+  const served = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]]));
+  const total = Object.values(served).reduce((a, b) => a + b, 0);
+  const secs = r.duration ?? load.duration;
+  const ours = (Number.isFinite(cpu1 - cpu0) ? cpu1 - cpu0 : 0) + (up1 - up0) + (gen.user + gen.system) / 1e6;
+  return {
+    ...r,
+    proxyCpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n,
+    proxyCpuPct: ((cpu1 - cpu0) / secs) * 100,
+    // % of one core used by processes outside the bench during the run, and hypervisor steal.
+    otherCpuPct: Math.max(0, ((sys1.busy - sys0.busy - ours) / secs) * 100),
+    stealPct: ((sys1.steal - sys0.steal) / secs) * 100,
+    upstreamCpuUsPerReq: ((up1 - up0) * 1e6) / n,
+    loadgenCpuUsPerReq: (gen.user + gen.system) / n,
+    candidateShare: total ? served.candidate / total : NaN,
+    servedByUpstream: served,
+  };
+}
+
+const fmt = (r) =>
+  `${Math.round(r.rps)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms` +
+  `${Number.isFinite(r.proxyCpuUsPerReq) ? `, proxy ${r.proxyCpuUsPerReq.toFixed(1)} us/req` : ''}` +
+  `${r.non2xx || r.errors ? `, NON-2XX ${r.non2xx} ERRORS ${r.errors}` : ''}` +
+  `${r.otherCpuPct > 10 || r.stealPct > 10 ? ` [noisy: other processes ${r.otherCpuPct.toFixed(0)}% of a core, steal ${r.stealPct.toFixed(0)}%]` : ''}`;
+
+/** Alternates contenders over rounds (rotating the order) so drift on a noisy box hits all alike. */
+export async function throughput(ctx, contenders) {
+  const { opts, log, upstreams } = ctx;
+  const load = { connections: opts.connections, duration: opts.duration };
+  if (opts.warmup > 0) {
+    log(`warming up each contender for ${opts.warmup} s`);
+    for (const c of contenders) await runAutocannon({ url: c.url, connections: opts.connections, duration: opts.warmup });
+  }
+  const rounds = Object.fromEntries(contenders.map((c) => [c.name, []]));
+  for (let r = 0; r < opts.rounds; r++) {
+    const order = contenders.map((_, i) => contenders[(i + r) % contenders.length]);
+    for (const c of order) {
+      ctx.checkAborted();
+      const res = await measure(c, upstreams, load);
+      rounds[c.name].push(res);
+      log(`round ${r + 1}/${opts.rounds} ${c.name.padEnd(12)} ${fmt(res)}`);
+    }
+  }
+  const results = {};
+  for (const c of contenders) {
+    const rs = rounds[c.name];
+    const pick = (f) => median(rs.map(f));
+    results[c.name] = {
+      median: {
+        rps: pick((x) => x.rps),
+        p50: pick((x) => x.latency.p50),
+        p99: pick((x) => x.latency.p99),
+        proxyCpuUsPerReq: pick((x) => x.proxyCpuUsPerReq),
+        upstreamCpuUsPerReq: pick((x) => x.upstreamCpuUsPerReq),
+        loadgenCpuUsPerReq: pick((x) => x.loadgenCpuUsPerReq),
+        candidateShare: pick((x) => x.candidateShare),
+        otherCpuPct: pick((x) => x.otherCpuPct),
+      },
+      rpsRange: [Math.min(...rs.map((x) => x.rps)), Math.max(...rs.map((x) => x.rps))],
+      // Warnings a proxy logged during warmup and rounds: under plain load there should be none.
+      warnings: c.logs ? { ...c.logs.warnings } : undefined,
+      non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
+      errors: rs.reduce((a, x) => a + x.errors, 0), // autocannon counts timeouts as errors too
+      timeouts: rs.reduce((a, x) => a + (x.timeouts ?? 0), 0),
+      rounds: rs,
+    };
+  }
+  return { params: load, results, ratios: ratios(results) };
+}
+
+function ratios(results) {
+  const direct = results.direct?.median.rps;
+  const c50 = results['cutover-50']?.median.rps;
+  const out = { vsDirect: {}, cutover50Vs: {} };
+  for (const [name, r] of Object.entries(results)) {
+    out.vsDirect[name] = direct ? r.median.rps / direct : NaN;
+    if (name !== 'cutover-50') out.cutover50Vs[name] = c50 ? c50 / r.median.rps : NaN;
+  }
+  return out;
+}
+
+/** Added latency at a fixed 1,000 req/s, both with autocannon's overallRate and a steady pacer. */
+export async function latency(ctx, contenders) {
+  const { opts, log, upstreams } = ctx;
+  const results = {};
+  for (const c of contenders) {
+    ctx.checkAborted();
+    // Unmeasured: the pacer's own client code must be warm before its first measured request.
+    if (opts.warmup > 0) await runPaced({ url: c.url, rate: opts.rate, duration: opts.warmup });
+    const ac = await measure(c, upstreams, { connections: 10, duration: opts.latencyDuration, overallRate: opts.rate });
+    log(`latency ${c.name.padEnd(12)} autocannon overallRate ${opts.rate}: ${fmt(ac)}`);
+    ctx.checkAborted();
+    const paced = await measure(c, upstreams, { rate: opts.rate, duration: opts.latencyDuration });
+    log(`latency ${c.name.padEnd(12)} steady pacer ${opts.rate}/s:          ${fmt(paced)}`);
+    results[c.name] = { autocannon: ac, paced };
+  }
+  const d = results.direct;
+  for (const r of Object.values(results)) {
+    r.addedP50Ms = d ? { autocannon: r.autocannon.latency.p50 - d.autocannon.latency.p50, paced: r.paced.latency.p50 - d.paced.latency.p50 } : undefined;
+    r.addedP99Ms = d ? { autocannon: r.autocannon.latency.p99 - d.autocannon.latency.p99, paced: r.paced.latency.p99 - d.paced.latency.p99 } : undefined;
+  }
+  return { params: { rate: opts.rate, duration: opts.latencyDuration, autocannonConnections: 10, pacerConnections: 64 }, results };
+}
+
+/** A candidate that accepts requests and never answers; flag at 100%, route timeout 300ms. */
+export async function hang(ctx) {
+  const { opts, log, upstreams } = ctx;
+  const hung = await startUpstream('candidate', 'hang');
+  const legacy = upstreams.find((u) => u.name === 'legacy');
+  let c;
+  try {
+    c = await cutoverContender('cutover-hang', legacy, hung, 100, { candidateHeadersTimeout: '300ms' });
+    ctx.checkAborted();
+    const r = await measure(c, [legacy, hung], { connections: opts.connections, duration: opts.duration });
+    log(`hang   cutover-100 -> hanging candidate: ${fmt(r)} statuses ${JSON.stringify(r.statusCodes)}`);
+    const ok = r.statusCodes['200'] ?? 0;
+    const note =
+      r.non2xx > 0 && ok === 0
+        ? 'No request was answered: this build has no per-request fallback to legacy (issue 3), so requests fail ' +
+          'once a timeout fires (route timeout and candidate headersTimeout are both 300ms).'
+        : `${ok} of ${r.requests} requests answered 200; legacy served ${r.servedByUpstream.legacy}, the hanging candidate ` +
+          `received ${r.servedByUpstream.candidate} (requests it got that still ended 200 were fallbacks to legacy after the timeout; ` +
+          'the rest skipped the candidate, e.g. after it was ejected).';
+    log(`hang   ${note}`);
+    return {
+      note,
+      params: { connections: opts.connections, duration: opts.duration, candidateHeadersTimeout: '300ms', routeTimeout: '300ms', percentage: 100 },
+      result: r,
+      cutoverLogLines: { ...c.logs.byLevel },
+      warnings: { ...c.logs.warnings },
+      lastWarnings: c.logs.tail,
+    };
+  } finally {
+    await c?.stop();
+    await hung.stop();
+  }
+}
+
+export function shadow(ctx) {
+  ctx.log('shadow mode not implemented yet (issue 5): skipped');
+  return { skipped: 'shadow mode not implemented yet (issue 5)' };
+}
+
+function sampler(pid, everyMs) {
+  let peak = 0;
+  const t = setInterval(() => {
+    const m = memoryMB(pid);
+    if (m.rss > peak) peak = m.rss;
+  }, everyMs);
+  return () => {
+    clearInterval(t);
+    return peak;
+  };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `work` against a fresh proxy process and reads its memory: idle before, peak, at the end. */
+async function withMemory(c, everyMs, work) {
+  await sleep(500); // let startup garbage settle before calling anything "idle"
+  const idle = memoryMB(c.pid);
+  const stop = sampler(c.pid, everyMs);
+  const r = await work();
+  const sampledPeak = stop();
+  const after = memoryMB(c.pid);
+  const peak = Math.max(sampledPeak, after.hwm);
+  return { ...r, rssIdleMB: idle.rss, rssPeakMB: peak, rssEndMB: after.rss, peakMinusIdleMB: peak - idle.rss };
+}
+
+const memLine = (m) => `RSS idle ${m.rssIdleMB.toFixed(1)} MB, peak ${m.rssPeakMB.toFixed(1)} MB (+${m.peakMinusIdleMB.toFixed(1)}), at end ${m.rssEndMB.toFixed(1)} MB`;
+
+/**
+ * 1,000 concurrent keep-alive connections: cutover's memory, against a fresh bare undici
+ * forwarder for scale. Direct runs first to show what the load generator and kernel allow.
+ */
+export async function connections(ctx) {
+  const { opts, log, upstreams } = ctx;
+  const [legacy, candidate] = upstreams;
+  const load = { connections: opts.bigConnections, duration: opts.duration };
+  const run = async (c) => {
+    const o0 = listenOverflows();
+    const r = await measure(c, upstreams, load);
+    const o1 = listenOverflows();
+    return { ...r, listenOverflows: o1.overflows - o0.overflows, listenDrops: o1.drops - o0.drops };
+  };
+  const out = { params: { ...load, percentage: 50 } };
+  out.direct = await run(directContender(legacy));
+  log(`conns  direct     ${fmt(out.direct)}, listen queue overflows ${out.direct.listenOverflows}`);
+  for (const [key, start] of [
+    ['undici', () => forwarderContender('undici', legacy)],
+    ['cutover', () => cutoverContender('cutover-conn', legacy, candidate, 50)],
+  ]) {
+    ctx.checkAborted();
+    const c = await start();
+    try {
+      out[key] = await withMemory(c, 100, () => run(c));
+      if (c.logs) Object.assign(out[key], { cutoverLogLines: { ...c.logs.byLevel }, warnings: { ...c.logs.warnings }, lastWarnings: c.logs.tail });
+      log(`conns  ${c.name.padEnd(10)} ${fmt(out[key])}, listen queue overflows ${out[key].listenOverflows}; ${memLine(out[key])}`);
+    } finally {
+      await c.stop();
+    }
+  }
+  return out;
+}
+
+/**
+ * 10 MB bodies streamed through a fresh proxy, several at once: memory must stay flat. A fresh
+ * bare undici forwarder runs the same uploads first, for scale.
+ */
+export async function body(ctx) {
+  const { opts, log, upstreams } = ctx;
+  const [legacy, candidate] = upstreams;
+  const size = opts.bodyMB * 1024 * 1024;
+  const uploadAll = async (c) => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: opts.bodyConcurrency });
+    try {
+      const t0 = Date.now();
+      const uploads = [];
+      for (let it = 0; it < opts.bodyRepeats; it++) {
+        ctx.checkAborted();
+        const batch = Array.from({ length: opts.bodyConcurrency }, (_, i) => postBody(c.url, size, `user-${it * 16 + i + 1}`, agent));
+        uploads.push(...(await Promise.all(batch)));
+      }
+      const secs = (Date.now() - t0) / 1000;
+      return {
+        uploads: uploads.length,
+        intact: uploads.filter((u) => u.status === 200 && JSON.parse(u.body).received === size).length,
+        statusCodes: uploads.reduce((a, u) => ((a[u.status] = (a[u.status] ?? 0) + 1), a), {}),
+        MBps: (uploads.length * opts.bodyMB) / secs,
+        uploadMs: uploads.map((u) => Math.round(u.ms)),
+      };
+    } finally {
+      agent.destroy();
+    }
+  };
+  const out = { params: { bodyMB: opts.bodyMB, concurrency: opts.bodyConcurrency, repeats: opts.bodyRepeats, percentage: 50, routeTimeout: '30s' } };
+  for (const [key, start] of [
+    ['undici', () => forwarderContender('undici', legacy)],
+    // A generous route timeout: at 300ms a 10 MB upload to the candidate would be cut (and can't
+    // fall back, its body is gone), which is the timeout working, not what this scenario measures.
+    ['cutover', () => cutoverContender('cutover-body', legacy, candidate, 50, { routeTimeout: '30s' })],
+  ]) {
+    ctx.checkAborted();
+    const c = await start();
+    try {
+      out[key] = await withMemory(c, 20, () => uploadAll(c));
+      if (c.logs) out[key].warnings = { ...c.logs.warnings };
+      const r = out[key];
+      log(`body   ${c.name.padEnd(12)} ${r.uploads} x ${opts.bodyMB} MB (${opts.bodyConcurrency} at once): ${r.intact} intact, ${r.MBps.toFixed(0)} MB/s, ${memLine(r)}`);
+    } finally {
+      await c.stop();
+    }
+  }
+  return out;
+}
