@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { IdentityConfig, IdentitySource, JwtSourceConfig } from '../config/schema.js';
 
@@ -109,6 +109,10 @@ function claimValue(payload: JWTPayload, claim: string): string | undefined {
   return undefined;
 }
 
+/** jose is loaded on the first token, so deployments without JWT identity never pay its memory. */
+let jose: Promise<typeof import('jose')> | undefined;
+const loadJose = () => (jose ??= import('jose'));
+
 function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string) => Promise<JWTPayload> {
   const options = {
     ...(cfg.issuer !== undefined && { issuer: cfg.issuer }),
@@ -117,13 +121,14 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string)
   };
   if (cfg.unverified) {
     return async (token) => {
-      const payload = decodeJwt(token);
+      const payload = (await loadJose()).decodeJwt(token);
       if (payload.exp !== undefined && payload.exp * 1000 < Date.now()) throw new Error('expired');
       return payload;
     };
   }
-  let key: Uint8Array | KeyObject | JWTVerifyGetKey;
-  if (cfg.jwksUrl) key = createRemoteJWKSet(cfg.jwksUrl);
+  let key: Uint8Array | KeyObject | Promise<JWTVerifyGetKey>;
+  const jwksUrl = cfg.jwksUrl;
+  if (jwksUrl) key = loadJose().then((j) => j.createRemoteJWKSet(jwksUrl));
   else if (cfg.publicKey) key = createPublicKey(cfg.publicKey);
   else {
     const secret = cfg.secret ?? env[cfg.secretEnv as string];
@@ -131,7 +136,9 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string)
     key = new TextEncoder().encode(secret);
   }
   return async (token) => {
-    const r = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
+    const { jwtVerify } = await loadJose();
+    const k = await key;
+    const r = typeof k === 'function' ? await jwtVerify(token, k, options) : await jwtVerify(token, k, options);
     return r.payload;
   };
 }
