@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { AttemptFailure } from '../observability/observer.js';
 
 /**
@@ -43,7 +44,11 @@ export function classify(err: Error): FailureKind {
   return 'protocol';
 }
 
-/** A JSON error body for the client; never includes upstream internals beyond its name. */
-export function errorBody(error: string, message: string, requestId: string, extra?: Record<string, string>): string {
-  return JSON.stringify({ error, message, requestId, ...extra });
+/** Answers the client with a JSON error (unless a response already started or the client left). */
+export function sendProxyError(res: ServerResponse, status: number, error: string, message: string, requestId: string): void {
+  if (res.headersSent || res.destroyed) return;
+  // Never includes upstream internals beyond the upstream's configured name.
+  const body = JSON.stringify({ error, message, requestId });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
+  res.end(body);
 }

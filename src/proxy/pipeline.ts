@@ -10,12 +10,12 @@ import { normalizePath } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { LiveFailure } from '../upstream/health.js';
 import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
-import { errorBody, type UpstreamError } from './errors.js';
+import { sendProxyError, type UpstreamError } from './errors.js';
 import { appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
-import { bufferBody } from './body-buffer.js';
+import { bufferBody, planBody } from './request-body.js';
 import { UpgradeProxy } from './websocket.js';
 import { ResponseCapture } from '../shadow/capture.js';
 import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
@@ -149,17 +149,12 @@ class Exchange implements AttemptOwner, Chooser {
     const method = req.method as string;
     this.replayable = SAFE.has(method);
     if (!hasBody(req.headers)) return this.launchFirst(target);
-    const policy = this.route?.policy;
-    const len = Number(req.headers['content-length']);
-    // A write with Idempotency-Key on an opted-in route is buffered so legacy can be asked too;
-    // a shadowed request with a body is buffered so the candidate gets the same bytes.
-    const replay = target === 'candidate' && !this.replayable && policy !== undefined && policy.replayMaxBody > 0 && req.headers['idempotency-key'] !== undefined;
-    const max = replay ? (policy as NonNullable<typeof policy>).replayMaxBody : (this.shadowing?.maxBody ?? 0);
-    if (len > 0 && len <= max) {
-      bufferBody(req, max).then(
+    const plan = planBody(req, { toCandidate: target === 'candidate', safe: this.replayable, policy: this.route?.policy, shadowMaxBody: this.shadowing?.maxBody ?? 0 });
+    if (plan.kind === 'buffer') {
+      bufferBody(req, plan.max).then(
         (buf) => {
           this.body = buf;
-          if (replay) this.replayable = true;
+          if (plan.replay) this.replayable = true;
           this.launchFirst(target);
         },
         () => this.reply(400, 'bad_request', 'request body ended early'),
@@ -333,11 +328,7 @@ class Exchange implements AttemptOwner, Chooser {
   }
 
   private reply(status: number, error: string, message: string): void {
-    if (!this.res.headersSent && !this.res.destroyed) {
-      const body = errorBody(error, message, this.requestId);
-      this.res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': this.requestId });
-      this.res.end(body);
-    }
+    sendProxyError(this.res, status, error, message, this.requestId);
     this.finish();
   }
 
