@@ -28,6 +28,8 @@ export interface StatusDeps {
   topology: () => Topology;
   /** Process start, for uptime (ms since epoch). */
   startedAt?: number;
+  /** Shadow results per route (compared/mismatched over 1 and 5 minutes). */
+  shadow?: { all(): Array<{ route: string; window(seconds: number): { compared: number; mismatched: number; rate: number | null } }> };
 }
 
 /** Builds the topology from a loaded Config (structurally, so tests can pass plain objects). */
@@ -73,6 +75,14 @@ export interface RouteStatus {
   legacy: TargetView;
   candidate: TargetView | null;
   fallbacks: FallbackStatus;
+  /** Present for shadowed routes once something was mirrored. */
+  shadow?: { '1m': ShadowWindow; '5m': ShadowWindow };
+}
+
+export interface ShadowWindow {
+  compared: number;
+  mismatched: number;
+  rate: number | null;
 }
 
 export interface StatusBody {
@@ -119,6 +129,7 @@ export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
       legacy: target(r.name, 'legacy', r.legacy),
       candidate: r.candidate !== undefined ? target(r.name, 'candidate', r.candidate) : null,
       fallbacks: deps.observer.fallbackStatus(r.name),
+      ...shadowOf(deps, r.name),
     };
   });
   const known = new Set(routes.map((r) => r.name));
@@ -162,4 +173,14 @@ export async function getMetrics(observer: CutoverObserver, res: ServerResponse)
     'cache-control': 'no-store',
   });
   res.end(text);
+}
+
+function shadowOf(deps: StatusDeps, route: string): Pick<RouteStatus, 'shadow'> {
+  const s = deps.shadow?.all().find((x) => x.route === route);
+  if (!s) return {};
+  const w = (sec: number) => {
+    const { compared, mismatched, rate } = s.window(sec);
+    return { compared, mismatched, rate };
+  };
+  return { shadow: { '1m': w(60), '5m': w(300) } };
 }

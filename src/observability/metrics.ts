@@ -26,6 +26,14 @@ export interface UpstreamHealthInfo {
   lastReason?: string | undefined;
 }
 
+/** Rollout plans as the cutover_rollout_* gauges read them at scrape time (src/rollout/driver.ts). */
+export interface RolloutMetricsSource {
+  rolloutMetrics(): Array<{ flag: string; state: string; step: number; gates: Array<{ gate: string; value: number | null; limit: number }> }>;
+}
+
+/** The states a rollout plan can be in (cutover_rollout_state has one series per state). */
+export const ROLLOUT_STATE_NAMES = ['running', 'paused', 'completed', 'rolled_back', 'aborted'] as const;
+
 /** Upstream name -> health, read at scrape / status time (never on the hot path). */
 export type HealthProvider = () => Record<string, UpstreamHealthInfo>;
 
@@ -127,6 +135,7 @@ export class CutoverMetrics {
   private readonly flagChanges: Counter<'flag' | 'source'>;
   private readonly onFlagChange: ((c: FlagChange) => void) | undefined;
   private readonly maxSeries: number;
+  private rollouts: RolloutMetricsSource | undefined;
 
   constructor(private readonly options: MetricsOptions = {}) {
     this.maxSeries = options.maxSeries ?? 1000;
@@ -215,6 +224,50 @@ export class CutoverMetrics {
       },
     });
 
+    new Gauge({
+      name: 'cutover_rollout_step',
+      help: "The current step of the flag's rollout plan (1-based).",
+      labelNames: ['flag'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of self.rollouts?.rolloutMetrics() ?? []) this.set({ flag: r.flag }, r.step);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_rollout_state',
+      help: "1 for the state the flag's rollout plan is in (running, paused, completed, rolled_back, aborted), 0 for the others.",
+      labelNames: ['flag', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const state of ROLLOUT_STATE_NAMES) this.set({ flag: r.flag, state }, r.state === state ? 1 : 0);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_rollout_gate_value',
+      help: "A rollout gate's live value over its window (error rates as fractions, latencies in ms); absent while it has none.",
+      labelNames: ['flag', 'gate'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const g of r.gates) if (g.value !== null) this.set({ flag: r.flag, gate: g.gate }, g.value);
+      },
+    });
+
+    new Gauge({
+      name: 'cutover_rollout_gate_limit',
+      help: "A rollout gate's limit, as in the plan.",
+      labelNames: ['flag', 'gate'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const g of r.gates) this.set({ flag: r.flag, gate: g.gate }, g.limit);
+      },
+    });
+
     this.flagChanges = new Counter({
       name: 'cutover_flag_changes_total',
       help: 'Flag changes by flag and source (admin-api, file, auto-disable, library, ...), including removals.',
@@ -227,6 +280,11 @@ export class CutoverMetrics {
       options.flags.on('change', this.onFlagChange);
     }
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where the cutover_rollout_* gauges read from (the rollout driver), or undefined. */
+  setRollouts(source: RolloutMetricsSource | undefined): void {
+    this.rollouts = source;
   }
 
   /** Hot path: the cached series for (route, target). */

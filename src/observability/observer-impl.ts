@@ -34,6 +34,17 @@ interface RouteStats {
   readonly legacy: TargetStats;
   readonly candidate: TargetStats;
   fallbackWindow: SlidingWindow | undefined;
+  /** Requests meant for the candidate that skipped it as out of service (reason "unhealthy"). */
+  skippedWindow: SlidingWindow | undefined;
+}
+
+/** What a rollout's gates read: the last `window` of the routes using one flag. */
+export interface FlagWindow {
+  /** The candidate's own attempts (failures hidden by fallback included). */
+  candidate: WindowSnapshot;
+  legacy: WindowSnapshot;
+  /** Requests meant for the candidate that never reached it because it was ejected or probed down. */
+  skipped: number;
 }
 
 export interface TargetStatus {
@@ -105,6 +116,7 @@ export class CutoverObserver implements Observer {
       this.metrics.fallbacks(route).inc(reason);
       const rs = this.route(route);
       (rs.fallbackWindow ??= this.window(false)).record(0, false);
+      if (reason === 'unhealthy') (rs.skippedWindow ??= this.window(false)).record(0, true);
     } catch (err) {
       this.failed(err);
     }
@@ -141,6 +153,20 @@ export class CutoverObserver implements Observer {
     };
   }
 
+  /**
+   * The last `windowMs` of every route in `routes` together (rollout gates): counts add up and
+   * percentiles come from the summed histograms. Windows up to 5 minutes (the longest ring).
+   */
+  flagWindow(routes: readonly string[], windowMs: number, now: number = this.clock()): FlagWindow {
+    const stats = routes.map((r) => this.routes.get(r)).filter((r): r is RouteStats => r !== undefined);
+    const of = (ws: Array<SlidingWindow | undefined>) => SlidingWindow.combined(ws.filter((w): w is SlidingWindow => w !== undefined), windowMs, now);
+    return {
+      candidate: of(stats.map((r) => r.candidate.window)),
+      legacy: of(stats.map((r) => r.legacy.window)),
+      skipped: of(stats.map((r) => r.skippedWindow)).requests,
+    };
+  }
+
   /** Route names seen in traffic so far (for routes not in config, e.g. "unrouted"). */
   seenRoutes(): string[] {
     return [...this.routes.keys()];
@@ -169,6 +195,7 @@ export class CutoverObserver implements Observer {
         legacy: { series: this.metrics.series(name, 'legacy'), window: undefined },
         candidate: { series: this.metrics.series(name, 'candidate'), window: undefined },
         fallbackWindow: undefined,
+        skippedWindow: undefined,
       };
       this.routes.set(name, rs);
     }

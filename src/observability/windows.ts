@@ -162,25 +162,46 @@ export class SlidingWindow {
 
   /** Stats over the last `windowMs` (read from the finest ring that spans it). */
   snapshot(windowMs: number, now: number = this.clock()): WindowSnapshot {
-    const ring = this.rings.find((r) => r.span >= windowMs) ?? (this.rings[this.rings.length - 1] as Ring);
     const acc = this.scratch.fill(0);
-    const start = Math.max(ring.sum(now, windowMs, acc), this.since);
-    const requests = acc[COUNT] as number;
-    const errors = acc[ERRORS] as number;
-    // Seconds actually observed (at least 1, so a burst just after start isn't inflated).
-    const seconds = Math.max(now - start, 1000) / 1000;
-    const hist = this.stride > HIST ? acc.subarray(HIST) : undefined;
-    return {
-      window_s: Math.round(windowMs / 1000),
-      requests,
-      rate: round(requests / seconds, 3),
-      errors,
-      error_rate: requests > 0 ? round(errors / requests, 4) : null,
-      p50_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.5), 3) : null,
-      p95_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.95), 3) : null,
-      p99_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.99), 3) : null,
-    };
+    const start = this.accumulate(windowMs, now, acc);
+    return summarize(acc, this.stride > HIST, windowMs, start, now);
   }
+
+  /**
+   * Stats over the last `windowMs` of several windows together (e.g. one target on every route
+   * that uses a flag): counts add up, percentiles come from the summed histograms.
+   */
+  static combined(windows: readonly SlidingWindow[], windowMs: number, now: number): WindowSnapshot {
+    const stride = Math.max(HIST, ...windows.map((w) => w.stride));
+    const acc = new Float64Array(stride);
+    let start = now;
+    for (const w of windows) start = Math.min(start, w.accumulate(windowMs, now, acc));
+    return summarize(acc, stride > HIST && windows.every((w) => w.stride === stride), windowMs, start, now);
+  }
+
+  /** Adds the last `windowMs` into `acc`; returns when the time summed starts (ms). */
+  private accumulate(windowMs: number, now: number, acc: Float64Array): number {
+    const ring = this.rings.find((r) => r.span >= windowMs) ?? (this.rings[this.rings.length - 1] as Ring);
+    return Math.max(ring.sum(now, windowMs, acc), this.since);
+  }
+}
+
+function summarize(acc: Float64Array, latency: boolean, windowMs: number, start: number, now: number): WindowSnapshot {
+  const requests = acc[COUNT] as number;
+  const errors = acc[ERRORS] as number;
+  // Seconds actually observed (at least 1, so a burst just after start isn't inflated).
+  const seconds = Math.max(now - start, 1000) / 1000;
+  const hist = latency ? acc.subarray(HIST) : undefined;
+  return {
+    window_s: Math.round(windowMs / 1000),
+    requests,
+    rate: round(requests / seconds, 3),
+    errors,
+    error_rate: requests > 0 ? round(errors / requests, 4) : null,
+    p50_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.5), 3) : null,
+    p95_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.95), 3) : null,
+    p99_ms: hist && requests > 0 ? round(quantile(hist, requests, 0.99), 3) : null,
+  };
 }
 
 /**
