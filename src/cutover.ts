@@ -232,7 +232,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
       logger,
       token: options.adminToken,
       isReady: () => ready,
-      status: { observer: observability, flags, topology: () => topologyOf(config), startedAt },
+      status: { observer: observability, flags, topology: () => topologyOf(config), startedAt, shadow },
       rollouts,
       shadow,
     }),

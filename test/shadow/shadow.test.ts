@@ -59,6 +59,8 @@ t.test('ignored fields match, real differences are found, candidate 500s are mis
   const metrics = (await http(`${admin}/metrics`)).text;
   t.match(metrics, /cutover_shadow_total\{route="catalog",result="match"\} 5/);
   t.match(metrics, /cutover_shadow_total\{route="catalog",result="mismatch"\} 5/);
+  const status = (await http(`${admin}/api/v1/status`)).json<{ routes: Array<{ name: string; shadow?: Record<string, { compared: number; mismatched: number }> }> }>();
+  t.match(status.routes.find((x) => x.name === 'catalog')?.shadow?.['5m'], { compared: 10, mismatched: 5 }, 'shadow results in /api/v1/status (the dashboard reads them)');
   const list = (await http(`${admin}/api/v1/shadow`)).json<{ routes: Array<{ route: string }> }>();
   t.same(list.routes.map((x) => x.route), ['catalog']);
   t.equal((await http(`${admin}/api/v1/shadow/nope`)).status, 404);
