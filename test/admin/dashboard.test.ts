@@ -101,6 +101,17 @@ if (typeof found === 'string') {
     t.match(p95, /^\d+(\.\d+)? (ms|s)$/, `p95 shown (${p95})`);
     t.equal(await page.locator('.upstream[data-upstream="candidate"] .ustate').innerText(), 'healthy');
 
+    // A rollout plan: its step, the time to the next step, each gate's live value against its limit.
+    const plan = { steps: [{ percentage: 25, hold: '1h' }, { percentage: 50, hold: '1h' }], gates: { maxErrorRate: 0.01, maxP95Ms: 250, minRequests: 1 } };
+    t.equal((await http(`${admin}/api/v1/rollouts/f`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(plan) })).status, 200);
+    const panel = page.locator('section[data-plan="f"]');
+    await panel.waitFor();
+    t.equal(await panel.locator('.pstep').innerText(), 'step 1 of 2 · 25 %');
+    t.match(await panel.locator('.next').innerText(), /^next step in (59m|1h)/);
+    t.equal(await panel.locator('tr[data-gate="maxP95Ms"] .gl').innerText(), '250 ms');
+    t.match(await panel.locator('tr[data-gate="maxP95Ms"] .gv').innerText(), /^\d+(\.\d+)? (ms|s)$/, 'live p95 shown');
+    t.equal(await panel.locator('tr[data-gate="maxErrorRate"] .gs').innerText(), 'ok');
+
     // Change 25 -> 60 through the UI.
     await row.locator('.pct-input').fill('60');
     await row.locator('button.apply').click();
@@ -110,6 +121,7 @@ if (typeof found === 'string') {
     t.equal(flag.enabled, true);
     t.match(flag.updated_by, /^admin-api:dashboard@/, 'the audit trail names the dashboard');
     t.match(await page.locator('#toast').innerText(), /f → 60 %/);
+    await waitFor(async () => (await panel.locator('.pstate').innerText()) === 'paused', 5000, 'a manual change shows the plan paused');
 
     // Roll back with one click.
     await row.locator('button.toggle').click();

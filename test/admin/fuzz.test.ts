@@ -85,7 +85,7 @@ t.test('a few thousand malformed admin calls: never a 5xx, never a crash, state 
 
   // Without the token: 401 and nothing changes.
   const before = await readFile(join(dirs.flagsDir, 'f.json'), 'utf8');
-  for (const h of [{}, { authorization: 'Bearer nope' }, { authorization: `bearer${token}` }, { authorization: `Basic ${token}` }]) {
+  for (const h of [{}, { authorization: 'Bearer nope' }, { authorization: `bearer${token}` }, { authorization: `Basic ${token}` }] as Array<Record<string, string>>) {
     t.equal(await send(cut.admin, 'POST', '/api/v1/flags/f', Buffer.from('{"enabled": false}'), { 'content-type': 'application/json', ...h }), 401);
   }
   t.equal(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'), before, 'flag untouched');

@@ -56,6 +56,27 @@ export function dashboardClient(refreshMs: number): void {
     upstreams: Array<{ name: string; health: Health | null; routes: string[] }>;
   }
 
+  interface GateView {
+    value: number | null;
+    limit: number;
+    state: string;
+    detail: string;
+  }
+  interface PlanView {
+    flag: string;
+    state: string;
+    step: number;
+    steps: number;
+    percentage: number;
+    nextStepAt: string | null;
+    reason: string | null;
+    gates: Record<string, GateView>;
+    window: { seconds: number; candidateRequests: number; minRequests: number };
+    verdict: string;
+    plan: { steps: Array<{ percentage: number; hold: string }> };
+    time: string;
+  }
+
   const byId = (id: string) => document.getElementById(id) as HTMLElement;
   let token: string | null = sessionStorage.getItem(TOKEN_KEY);
   let tokenPrompt: Promise<void> | null = null;
@@ -294,6 +315,51 @@ export function dashboardClient(refreshMs: number): void {
     }
   }
 
+  // ---------------------------------------------------------------- rollout plans
+  function fmtDur(ms: number): string {
+    const s = Math.max(0, Math.round(ms / 1000));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    return d ? d + 'd ' + h + 'h' : h ? h + 'h ' + m + 'm' : m ? m + 'm ' + (s % 60) + 's' : s + 's';
+  }
+  function fmtGate(name: string, v: number | null): string {
+    if (v === null) return '—';
+    if (/Ms$/.test(name)) return fmtMs(v);
+    if (/VsLegacy$/.test(name)) return (v < 10 ? v.toFixed(2) : v.toFixed(0)) + '×';
+    return fmtErr(v);
+  }
+  function nextStep(p: PlanView): string {
+    if (p.state !== 'running' || p.nextStepAt === null) return '';
+    const left = Date.parse(p.nextStepAt) - Date.parse(p.time);
+    const what = p.step === p.steps ? 'completes' : 'next step';
+    if (left > 0) return what + ' in <b>' + esc(fmtDur(left)) + '</b>' + (p.verdict === 'green' ? '' : ' <span class="small">(if the gates are green then)</span>');
+    if (p.verdict === 'waiting') return 'hold over: <b>waiting for traffic</b> (' + p.window.candidateRequests + ' of ' + p.window.minRequests + ' requests in ' + p.window.seconds + ' s)';
+    return 'hold over: <b>' + what + ' now</b>';
+  }
+  function renderPlans(plans: PlanView[]): void {
+    byId('plans-title').hidden = plans.length === 0;
+    byId('plans').innerHTML = plans
+      .map((p) => {
+        const steps = p.plan.steps
+          .map((s, i) => '<span class="stp' + (i + 1 < p.step ? ' done' : i + 1 === p.step ? ' cur' : '') + '" title="hold ' + esc(s.hold) + '">' + s.percentage + ' %</span>')
+          .join('');
+        const gates = Object.entries(p.gates)
+          .map(([name, g]) =>
+            '<tr data-gate="' + esc(name) + '"><td class="mono">' + esc(name) + '</td><td class="num gv">' + esc(fmtGate(name, g.value)) + '</td><td class="num gl">' + esc(fmtGate(name, g.limit)) +
+            '</td><td class="gs ' + esc(g.state) + '">' + esc(g.state) + '</td><td class="muted small">' + esc(g.detail) + '</td></tr>',
+          )
+          .join('');
+        return (
+          '<section class="card plan" data-plan="' + esc(p.flag) + '"><header><h3 class="mono">' + esc(p.flag) + '</h3><span class="pill pstate ' + esc(p.state) + '">' + esc(p.state.replace('_', ' ')) + '</span>' +
+          '<span class="steps">' + steps + '</span><span class="pstep">step ' + p.step + ' of ' + p.steps + ' · ' + p.percentage + ' %</span><span class="next">' + nextStep(p) + '</span></header>' +
+          '<div class="preason"' + (p.reason ? '' : ' hidden') + '>' + esc(p.reason ?? '') + '</div>' +
+          '<table class="pgates"><thead><tr><th>Gate</th><th>Live value</th><th>Limit</th><th>State</th><th>Over the last ' + p.window.seconds + ' s</th></tr></thead><tbody>' + gates + '</tbody></table></section>'
+        );
+      })
+      .join('');
+  }
+
   function renderRoutes(routes: RouteStatus[]): void {
     byId('routes').innerHTML = routes.map(routeCard).join('');
   }
@@ -400,8 +466,10 @@ export function dashboardClient(refreshMs: number): void {
       const res = await api('api/v1/status');
       if (!res.ok) throw new Error('HTTP ' + res.status);
       const s = (await res.json()) as Status;
+      const plans = await api('api/v1/rollouts').then((r) => (r.ok ? (r.json() as Promise<{ rollouts: PlanView[] }>) : { rollouts: [] }));
       remember(s);
       render(s);
+      renderPlans(plans.rollouts);
       setConnection(true);
       document.body.dataset.loaded = '1';
     } catch (err) {

@@ -104,6 +104,18 @@ footer.fallbacks.active b.fb-total { color: var(--amber); }
   opacity: 0; transform: translateY(8px); transition: opacity .2s, transform .2s; pointer-events: none; z-index: 30; }
 .toast.show { opacity: 1; transform: none; } .toast.error { border-color: var(--red); background: #3a1820; }
 .empty { padding: 16px; color: var(--muted); }
+.plans { display: grid; gap: 12px; }
+.plan > header { display: flex; flex-wrap: wrap; align-items: center; gap: 12px; padding: 12px 16px 4px; }
+.plan .steps { display: flex; gap: 4px; } .plan .stp { padding: 1px 8px; border-radius: 5px; font-size: 12px; border: 1px solid var(--border); color: var(--muted); font-variant-numeric: tabular-nums; }
+.plan .stp.done { color: var(--cand); border-color: rgba(56,189,248,.35); } .plan .stp.cur { color: #04263a; background: var(--cand); border-color: var(--cand); font-weight: 700; }
+.plan .next { margin-left: auto; color: var(--muted); font-variant-numeric: tabular-nums; } .plan .next b { color: var(--text); }
+.plan .preason { padding: 2px 16px 6px; font-size: 13px; color: #ffc9c9; } .plan .preason[hidden] { display: none; }
+.plan table td, .plan table th { padding: 6px 16px; } .plan td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.pill.running { background: rgba(56,189,248,.15); color: var(--cand); border: 1px solid rgba(56,189,248,.35); }
+.pill.completed, .gs.ok { color: var(--green); } .pill.completed { border: 1px solid rgba(34,197,94,.5); }
+.pill.paused, .pill.aborted, .gs.waiting { color: var(--amber); } .pill.paused, .pill.aborted { border: 1px solid rgba(245,165,36,.4); }
+.pill.rolled_back, .gs.failing { color: var(--red); } .pill.rolled_back { border: 1px solid rgba(240,82,82,.5); }
+.gs { font-weight: 600; } .gs.no-data { color: var(--muted); }
 `;
 
 const BODY = `
@@ -126,6 +138,8 @@ const BODY = `
     </table>
     <div id="flags-empty" class="empty" hidden>No flags yet. Create one with POST /api/v1/flags/:name.</div>
   </div>
+  <h2 id="plans-title" hidden>Rollout plans</h2>
+  <div id="plans" class="plans"></div>
   <h2>Routes — live, per target (upstream attempts; a fallback counts on both sides)</h2>
   <div id="routes" class="routes"></div>
 </main>
