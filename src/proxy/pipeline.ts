@@ -91,6 +91,8 @@ class Exchange implements AttemptOwner, Chooser {
   private legacyTries = 0;
   private fallback: FallbackReason | undefined;
   private hedgeTimer: NodeJS.Timeout | undefined;
+  /** This request holds the candidate's half-open trial: finish() frees it if no outcome did. */
+  private trial = false;
   private done = false;
 
   constructor(
@@ -115,7 +117,8 @@ class Exchange implements AttemptOwner, Chooser {
     choose(this.state, this.deps.flags, this.req, this.path, this);
   }
 
-  chosen(route: CompiledRoute | undefined, decision: Decision, target: Target, userId: string | undefined, unhealthy: boolean): void {
+  chosen(route: CompiledRoute | undefined, decision: Decision, target: Target, userId: string | undefined, unhealthy: boolean, trial: boolean): void {
+    this.trial = trial;
     if (route === undefined) {
       if (this.next !== undefined) {
         this.done = true; // the host's request from here on: not ours to answer or observe
@@ -253,7 +256,7 @@ class Exchange implements AttemptOwner, Chooser {
       // A timeout while the request still waited in our own pool is cutover's queueing, not the
       // candidate failing: fall back, but don't eject the candidate or count toward auto-disable.
       const ours = err?.kind === 'timeout' && !attempt.sent;
-      if (ours) this.route?.candidateHealth?.released();
+      if (ours) this.releaseTrial();
       else if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
     } else {
       recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
@@ -305,7 +308,15 @@ class Exchange implements AttemptOwner, Chooser {
   }
 
   private candidateOutcome(failure: LiveFailure | undefined): void {
+    this.trial = false; // success() and failure() end the trial
     recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
+  }
+
+  /** No verdict on the candidate (hedge lost, client left, 413, queued too long): free the trial. */
+  private releaseTrial(): void {
+    if (!this.trial) return;
+    this.trial = false;
+    this.route?.candidateHealth?.released();
   }
 
   private noteFallback(reason: FallbackReason): void {
@@ -335,7 +346,6 @@ class Exchange implements AttemptOwner, Chooser {
   /** The client's connection closed before the response finished. */
   clientClosed(): void {
     if (this.done) return;
-    if (this.candidate !== undefined && !this.candidateSettled) this.route?.candidateHealth?.released();
     this.cancelAttempts();
     this.finish();
   }
@@ -344,6 +354,7 @@ class Exchange implements AttemptOwner, Chooser {
   private finish(): void {
     if (this.done) return;
     this.done = true;
+    this.releaseTrial();
     clearTimeout(this.hedgeTimer);
     this.deps.observer.request({
       requestId: this.requestId,

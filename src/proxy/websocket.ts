@@ -11,6 +11,7 @@ import type { Decision, Target } from '../routing/decide.js';
 import { normalizePath } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import { appendForwarded } from './forwarded.js';
+import type { LiveFailure } from '../upstream/health.js';
 import { copyRequestHeaders } from './headers.js';
 
 export interface UpgradeDeps {
@@ -53,6 +54,7 @@ export class UpgradeProxy {
 
 class Tunnel implements Chooser {
   private route: CompiledRoute | undefined;
+  private trial = false;
 
   constructor(
     private readonly proxy: UpgradeProxy,
@@ -64,16 +66,31 @@ class Tunnel implements Chooser {
     private readonly query: string,
   ) {}
 
-  chosen(route: CompiledRoute | undefined, _d: Decision, target: Target): void {
+  chosen(route: CompiledRoute | undefined, _d: Decision, target: Target, _u: string | undefined, _unhealthy: boolean, trial: boolean): void {
     this.route = route;
+    this.trial = trial;
     const up = route ? (target === 'candidate' ? route.candidate : route.legacy) : this.state.defaultUpstream;
     if (up === undefined) return this.refuse(404, 'Not Found');
     this.connect(up, target);
   }
 
+  /** The candidate's verdict on an upgrade feeds its health like any request (and ends a trial). */
+  private outcome(target: Target, failure: LiveFailure | undefined): void {
+    const health = this.route?.candidateHealth;
+    if (target !== 'candidate' || health === undefined) return;
+    this.trial = false;
+    if (failure === undefined) health.success();
+    else health.failure(failure, (this.route as CompiledRoute).name);
+  }
+
+  private releaseTrial(): void {
+    if (this.trial) this.route?.candidateHealth?.released();
+    this.trial = false;
+  }
+
   private connect(up: Upstream, target: Target): void {
     const req = this.req;
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed) return this.releaseTrial();
     const headers = copyRequestHeaders(req.rawHeaders, [], this.state.qa?.header);
     const rid = req.headers['x-request-id'];
     headers.push(
@@ -94,9 +111,10 @@ class Tunnel implements Chooser {
       timeout: 10_000,
     });
     let upgraded = false;
-    const giveUp = (err: Error & { code?: string }) => {
+    const giveUp = (err: Error & { code?: string }, failure: LiveFailure) => {
       if (upgraded) return;
       preq.destroy();
+      this.outcome(target, failure);
       // Nothing was sent over a refused connection: the same upgrade may go to legacy instead.
       if (target === 'candidate' && err.code === 'ECONNREFUSED' && this.route) {
         this.proxy.logger.warn({ route: this.route.name, reason: 'connect' }, 'websocket fallback to legacy');
@@ -104,14 +122,19 @@ class Tunnel implements Chooser {
       }
       this.refuse(502, 'Bad Gateway');
     };
-    preq.on('error', giveUp);
-    preq.on('timeout', () => giveUp(new Error('upstream did not answer the upgrade')));
+    preq.on('error', (err: Error & { code?: string }) => giveUp(err, err.code === 'ECONNREFUSED' ? 'connect' : 'reset'));
+    preq.on('timeout', () => giveUp(new Error('upstream did not answer the upgrade'), 'timeout'));
     this.socket.once('close', () => {
       if (!upgraded) preq.destroy();
+      this.releaseTrial();
     });
-    preq.on('response', (res) => this.relayRefusal(res));
+    preq.on('response', (res) => {
+      this.outcome(target, (res.statusCode ?? 502) >= 500 ? '5xx' : undefined);
+      this.relayRefusal(res);
+    });
     preq.on('upgrade', (res, upstream, upstreamHead) => {
       upgraded = true;
+      this.outcome(target, undefined);
       this.splice(res, upstream, upstreamHead);
     });
     preq.end();

@@ -2,6 +2,12 @@ import type { HealthConfig, OutlierConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Upstream } from './pools.js';
 
+export const NO = 0;
+export const YES = 1;
+export const TRIAL = 2;
+export type Admission = typeof NO | typeof YES | typeof TRIAL;
+const TRIAL_MAX_MS = 30_000;
+
 /** Failures that count against an upstream on live traffic. */
 export type LiveFailure = 'connect' | 'reset' | 'timeout' | '5xx';
 
@@ -30,6 +36,7 @@ export class UpstreamHealth {
   private ejectedUntil = 0;
   private ejections = 0;
   private trialInFlight = false;
+  private trialSince = 0;
   private lastReason: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private intervalMs: number;
@@ -45,13 +52,19 @@ export class UpstreamHealth {
     this.intervalMs = probe?.interval ?? 0;
   }
 
-  /** Hot path: may this request go to the upstream? Claims the trial slot after an ejection. */
-  available(): boolean {
-    if (!this.probeHealthy) return false;
-    if (this.ejectedUntil === 0) return true;
-    if (this.now() < this.ejectedUntil || this.trialInFlight) return false;
+  /**
+   * Hot path: may this request go to the upstream? After an ejection the first request admitted is
+   * the trial (TRIAL): its holder must end it with success(), failure() or released().
+   */
+  admit(): Admission {
+    if (!this.probeHealthy) return NO;
+    if (this.ejectedUntil === 0) return YES;
+    const now = this.now();
+    // A trial held this long lost its outcome somewhere: don't let it shut the upstream out forever.
+    if (now < this.ejectedUntil || (this.trialInFlight && now - this.trialSince < TRIAL_MAX_MS)) return NO;
     this.trialInFlight = true;
-    return true;
+    this.trialSince = now;
+    return TRIAL;
   }
 
   /** A response below the failure threshold arrived. */

@@ -249,3 +249,26 @@ function json200(res: import('node:http').ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ served_by: 'candidate' }));
 }
+
+t.test('a half-open trial lost to a hedge is released: the candidate gets its next chance', async (t) => {
+  let mode: '500' | 'slow' | 'fast' = '500';
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    if (mode === '500') {
+      res.writeHead(500);
+      return res.end();
+    }
+    setTimeout(() => json200(res), mode === 'slow' ? 300 : 0);
+  });
+  const cfg = config(legacy.url, candidate.url, { hedge: '50ms', timeout: '2s' }, { outlier: { consecutiveFailures: 1, baseEjection: '200ms', maxEjection: '200ms' } });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } }));
+  const get = async () => (await http(`${proxy}/api/t`, { headers: { 'x-user-id': 'u1' } })).json<{ served_by: string }>().served_by;
+  t.equal(await get(), 'legacy', '500: fell back, candidate ejected');
+  t.equal(running.cutover.health.view().candidate?.healthy, false);
+  mode = 'slow';
+  await new Promise((r) => setTimeout(r, 250));
+  t.equal(await get(), 'legacy', 'the trial request: legacy won the hedge, the candidate attempt was cancelled');
+  mode = 'fast';
+  t.equal(await get(), 'candidate', 'the next request is admitted as a new trial and the candidate is back');
+  t.equal(running.cutover.health.view().candidate?.healthy, true);
+});

@@ -109,8 +109,10 @@ t.test('a healthy candidate completes the plan through every step: 25 -> 50 -> 7
   const steps = (await audit(dirs.flagsDir)).filter((l) => l.flag === 'f' && l.source === 'rollout');
   t.same(steps.map((l) => l.after.percentage), [25, 50, 75, 100], 'every step persisted and audited as source "rollout"');
   t.match(steps[1]?.reason, /^step 2\/4 -> 50 % \(step 1 held 1s with every gate green\)$/);
-  const state = JSON.parse(await readFile(join(dirs.flagsDir, '.rollouts', 'f.json'), 'utf8'));
-  t.match(state, { version: 1, flag: 'f', state: 'completed', step: 4 });
+  // The API answers from memory; the state file is written right after (atomically): wait for it.
+  const stateFile = join(dirs.flagsDir, '.rollouts', 'f.json');
+  await waitFor(async () => JSON.parse(await readFile(stateFile, 'utf8')).state === 'completed', 3000, 'state file says completed');
+  t.match(JSON.parse(await readFile(stateFile, 'utf8')), { version: 1, flag: 'f', state: 'completed', step: 4 });
 
   const prom = parseProm((await http(`${admin}/metrics`)).text);
   t.equal(prom.value('cutover_rollout_state', { flag: 'f', state: 'completed' }), 1);
