@@ -51,3 +51,12 @@ export async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise
     throw new HttpError(400, 'invalid_json', `body is not valid JSON: ${(err as Error).message}`);
   }
 }
+
+/** A percent-decoded path segment; malformed escapes are a 400, never a 500. */
+export function decodeSegment(segment: string, code = 'bad_request'): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, code, 'malformed percent-encoding in the path');
+  }
+}

@@ -3,7 +3,7 @@ import { FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/m
 import { stripMapped } from '../proxy/forwarded.js';
 import { RolloutConflictError, RolloutNotFoundError, type RolloutDriver } from '../rollout/driver.js';
 import { PlanValidationError } from '../rollout/plan.js';
-import { HttpError, readJson, sendJson } from './http.js';
+import { HttpError, readJson, sendJson, decodeSegment } from './http.js';
 
 const ONE = /^\/api\/v1\/rollouts\/([^/]+)$/;
 const ACTION = /^\/api\/v1\/rollouts\/([^/]+)\/(pause|resume|abort)$/;
@@ -24,7 +24,7 @@ export async function rolloutsApi(driver: RolloutDriver, path: string, method: s
     const a = ACTION.exec(path);
     if (a) {
       if (method !== 'POST') throw methodNotAllowed('POST');
-      const flag = decodeName(a[1] as string);
+      const flag = decodeSegment(a[1] as string, 'invalid_flag');
       const note = await readNote(req);
       const who = actorOf(req);
       const view =
@@ -33,7 +33,7 @@ export async function rolloutsApi(driver: RolloutDriver, path: string, method: s
     }
     const m = ONE.exec(path);
     if (m) {
-      const flag = decodeName(m[1] as string);
+      const flag = decodeSegment(m[1] as string, 'invalid_flag');
       if (method === 'GET') {
         const view = driver.get(flag);
         if (!view) throw new HttpError(404, 'unknown_rollout', `no rollout plan for flag ${JSON.stringify(flag.slice(0, 140))}`);
@@ -58,13 +58,6 @@ export async function rolloutsApi(driver: RolloutDriver, path: string, method: s
   }
 }
 
-function decodeName(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw new HttpError(400, 'invalid_flag', 'flag name is not valid percent-encoding');
-  }
-}
 
 /**
  * Action bodies are optional, but the content type is not: like every admin write, only

@@ -3,7 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import type { FlagStore } from '../flags/store.js';
 import { tokenChecker } from './auth.js';
 import { getFlag, listFlags, postFlag } from './flags-api.js';
-import { HttpError, sendError, sendJson } from './http.js';
+import { decodeSegment, HttpError, sendError, sendJson } from './http.js';
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from './dashboard/page.js';
 import { getMetrics, getStatus, type StatusDeps } from './status-api.js';
 import { DEFAULTS } from '../defaults.js';
@@ -79,7 +79,7 @@ async function dispatch(
   const sm = /^\/api\/v1\/shadow\/([^/]+)$/.exec(path);
   if (sm && deps.shadow) {
     if (method !== 'GET') throw methodNotAllowed('GET');
-    return getShadow(deps.shadow, decodeURIComponent(sm[1] as string), res);
+    return getShadow(deps.shadow, decodeSegment(sm[1] as string), res);
   }
   if (path === '/api/v1/status' && deps.status) {
     if (method !== 'GET') throw methodNotAllowed('GET');
@@ -91,12 +91,7 @@ async function dispatch(
   }
   const m = FLAG_PATH.exec(path);
   if (m) {
-    let name: string;
-    try {
-      name = decodeURIComponent(m[1] as string);
-    } catch {
-      throw new HttpError(400, 'invalid_flag', 'flag name is not valid percent-encoding');
-    }
+    const name = decodeSegment(m[1] as string, 'invalid_flag');
     if (method === 'GET') return getFlag(deps.flags, name, res);
     if (method === 'POST') return postFlag(deps.flags, name, req, res);
     throw methodNotAllowed('GET, POST');
@@ -110,3 +105,4 @@ async function dispatch(
 function methodNotAllowed(allow: string): HttpError {
   return new HttpError(405, 'method_not_allowed', `allowed: ${allow}`);
 }
+

@@ -160,6 +160,9 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   const claimed = new Map<string, Array<{ methods: Set<string> | null; name: string }>>();
   for (const { route, file, index } of routes) {
     const at = `routes[${index}]`;
+    if (route.name === 'default' || route.name === 'unrouted') {
+      problems.push({ file, key: `${at}.name`, message: `"${route.name}" is reserved (metrics and logs use it for requests no route matched)` });
+    }
     const prev = routeNames.get(route.name);
     if (prev) problems.push({ file, key: `${at}.name`, message: `duplicate route name "${route.name}" (also in ${prev})` });
     routeNames.set(route.name, file);

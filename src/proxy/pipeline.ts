@@ -228,6 +228,8 @@ class Exchange implements AttemptOwner, Chooser {
 
   accept(attempt: Attempt, status: number): boolean {
     if (this.winner !== undefined || this.done) return false;
+    // Hedged: a legacy 5xx is not "the first good answer" while the candidate may still give one.
+    if (attempt.target === 'legacy' && status >= 500 && this.candidate !== undefined && !this.candidateSettled) return false;
     if (attempt.target === 'candidate') {
       this.candidateOutcome(status >= 500 ? '5xx' : undefined);
       if (fallsBackOnStatus((this.route as CompiledRoute).policy, status) && this.canFallBack(attempt)) return false;

@@ -54,6 +54,7 @@ export function compileRouting(
   if (config.qaOverride) {
     const secret = config.qaOverride.secret ?? env[config.qaOverride.secretEnv as string];
     if (!secret) throw new Error(`qaOverride: environment variable ${config.qaOverride.secretEnv} is not set`);
+    if (secret.length < 16) throw new Error('qaOverride: the secret must be at least 16 characters');
     qa = { header: config.qaOverride.header, secretHash: createHash('sha256').update(secret).digest() };
   }
   const table = new RouteTable<CompiledRoute>();

@@ -1,4 +1,4 @@
-import type { Difference } from './json-diff.js';
+import { compilePaths, type Difference, type PathSet } from './json-diff.js';
 
 export type ShadowResult = 'match' | 'mismatch' | 'error' | 'dropped';
 
@@ -14,6 +14,7 @@ export interface ShadowExample {
 
 const SLOTS = 300; // one per second: a 5 minute window
 const MAX_FIELDS = 200;
+const MAX_NOISY = 100;
 const MAX_EXAMPLES = 10;
 
 /**
@@ -28,6 +29,7 @@ export class RouteShadowStats {
   private readonly slotTime = new Float64Array(SLOTS);
   private readonly fields = new Map<string, number>();
   readonly noisy = new Map<string, number>();
+  private noisyCompiled: PathSet | undefined;
   private readonly examples: ShadowExample[] = [];
 
   constructor(
@@ -54,8 +56,16 @@ export class RouteShadowStats {
 
   /** A field two legacy answers disagreed on: it is noise, not a finding. */
   markNoisy(path: string): void {
-    this.noisy.set(path, (this.noisy.get(path) ?? 0) + 1);
+    const n = this.noisy.get(path);
+    if (n === undefined && this.noisy.size >= MAX_NOISY) return; // bounded, like everything here
+    this.noisy.set(path, (n ?? 0) + 1);
+    if (n === undefined) this.noisyCompiled = undefined;
     this.fields.delete(path);
+  }
+
+  /** The noisy fields as a path set, compiled once per change (read on every comparison). */
+  noisePaths(): PathSet {
+    return (this.noisyCompiled ??= compilePaths([...this.noisy.keys()]));
   }
 
   /** Compared and mismatched counts over the last `seconds` (<= 300). */

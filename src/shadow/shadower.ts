@@ -160,7 +160,7 @@ export class Shadower {
 
 function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
   if (stats.noisy.size === 0) return ignore;
-  const noisy = compilePaths([...stats.noisy.keys()]);
+  const noisy = stats.noisePaths();
   return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
 }
 

@@ -131,3 +131,15 @@ t.test('the proxy port never serves admin paths', async (t) => {
     t.equal(r.json<{ error: string }>().error, 'no_route', path);
   }
 });
+
+t.test('without a token the admin listener answers only loopback Host names (DNS rebinding)', async (t) => {
+  const { admin } = await setup(t);
+  t.equal((await rawPath(admin, 'GET', '/api/v1/flags', undefined, { host: 'evil.example' })).status, 403);
+  t.equal((await rawPath(admin, 'POST', '/api/v1/flags/f', '{"enabled": true}', { host: 'evil.example:9090' })).status, 403, 'a rebinding page cannot flip flags');
+  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, false, 'nothing changed');
+  for (const host of ['localhost:9090', '127.0.0.1', '[::1]:9090']) t.equal((await rawPath(admin, 'GET', '/api/v1/flags', undefined, { host })).status, 200, host);
+  t.equal((await rawPath(admin, 'GET', '/healthz', undefined, { host: 'pod-10-1-2-3' })).status, 200, 'probes pass');
+  const withToken = await setup(t, 'tok-0123456789abcdef');
+  t.equal((await rawPath(withToken.admin, 'GET', '/api/v1/flags', undefined, { host: 'cutover-admin.svc', authorization: 'Bearer tok-0123456789abcdef' })).status, 200, 'with a token any Host is fine');
+  t.equal((await rawPath(withToken.admin, 'GET', '/api/v1/shadow/%E0', undefined, { authorization: 'Bearer tok-0123456789abcdef' })).status, 400, 'malformed escape in a shadow route name: 400');
+});

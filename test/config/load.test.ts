@@ -104,6 +104,11 @@ routes:
   t.match(out, /b\.yaml: routes\[1\]\.candidate: candidate and legacy are the same upstream/);
 });
 
+t.test('reserved route names', async (t) => {
+  const out = problems({ 'r.yaml': `${base}\nroutes:\n  - { name: default, match: { path: /a }, legacy: magento }\n` }).join('\n');
+  t.match(out, /routes\[0\]\.name: "default" is reserved/);
+});
+
 t.test('bad URLs, names and YAML', async (t) => {
   const out = problems({
     'u.yaml': `

@@ -272,3 +272,16 @@ t.test('a half-open trial lost to a hedge is released: the candidate gets its ne
   t.equal(await get(), 'candidate', 'the next request is admitted as a new trial and the candidate is back');
   t.equal(running.cutover.health.view().candidate?.healthy, true);
 });
+
+t.test("hedging: a legacy 5xx does not beat a candidate that is still answering", async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => {
+    res.writeHead(503);
+    res.end('legacy down');
+  });
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json200(res), 150));
+  const cfg = config(legacy.url, candidate.url, { hedge: '30ms', timeout: '2s' });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } }));
+  const r = await http(`${proxy}/api/h`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(r.status, 200);
+  t.equal(r.json<{ served_by: string }>().served_by, 'candidate');
+});

@@ -64,6 +64,8 @@ t.test('ignored fields match, real differences are found, candidate 500s are mis
   const list = (await http(`${admin}/api/v1/shadow`)).json<{ routes: Array<{ route: string }> }>();
   t.same(list.routes.map((x) => x.route), ['catalog']);
   t.equal((await http(`${admin}/api/v1/shadow/nope`)).status, 404);
+  const { rawPath } = await import('../helpers/http.js');
+  t.equal((await rawPath(admin, 'GET', '/api/v1/shadow/%E0')).status, 400, 'malformed escape: 400, not 500');
 });
 
 t.test('a slow candidate never slows the client; shadows time out as errors; no health impact', async (t) => {
