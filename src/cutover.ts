@@ -121,8 +121,9 @@ export function createCutover(options: CutoverOptions): Cutover {
     },
     store,
     flagSource,
-    get upgradeHandler() {
-      return started().upgradeHandler;
+    upgradeHandler: (req, socket, head) => {
+      if (core) return core.upgradeHandler(req, socket, head);
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     },
     closeUpgraded: () => core?.closeUpgraded(),
     get config() {

@@ -17,7 +17,9 @@ export const cutoverFastify: FastifyPluginCallback<CutoverFastifyOptions> = (fas
     reply.hijack();
     cutover.handler(request.raw, reply.raw);
   });
-  done();
+  // Fastify finishes registering plugins before it listens: waiting here means no request can
+  // arrive while cutover does not know its routes yet (matches() would send it to the host).
+  cutover.ready.then(() => done(), done);
 };
 
 // Same effect as wrapping with fastify-plugin: the hook reaches routes outside this plugin's scope.

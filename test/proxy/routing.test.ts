@@ -1,5 +1,9 @@
 import t from 'tap';
-import { SignJWT } from 'jose';
+import { SignJWT, generateKeyPair, exportSPKI, exportJWK } from 'jose';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { KeyObject } from 'node:crypto';
 import { http, postJson, servedBy } from '../helpers/http.js';
 import { serveArgs, spawnCutover, startCutover, startUpstream, twoSided, writeConfig } from '../helpers/servers.js';
 import { bucketOf } from '../../src/routing/bucket.js';
@@ -119,5 +123,36 @@ t.test('path tricks route and forward by the normalized path', async (t) => {
     const body = JSON.parse(r.text) as { served_by: string; url: string };
     t.equal(body.served_by, 'legacy', `${p} is an orders request`);
     t.equal(body.url, '/api/v1/orders/7?q=1', `${p} forwarded normalized`);
+  }
+});
+
+t.test('JWT identity with a PEM public key, a JWKS URL, and explicitly unverified tokens', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const other = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256' };
+  const jwks = createServer((_req, res) => res.end(JSON.stringify({ keys: [jwk] })));
+  jwks.listen(0, '127.0.0.1');
+  await once(jwks, 'listening');
+  t.teardown(() => jwks.close());
+  const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
+  const sign = (key: CryptoKey | KeyObject, sub: string, exp = '5m') =>
+    new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject(sub).setExpirationTime(exp).sign(key);
+  const good = await sign(privateKey, 'alice');
+  const forged = await sign(other.privateKey, 'alice');
+  const expired = await sign(privateKey, 'alice', '-1m');
+  const sources = {
+    pem: { jwt: { publicKey: await exportSPKI(publicKey) } },
+    jwks: { jwt: { jwksUrl } },
+    unverified: { jwt: { unverified: true as const } },
+  };
+  for (const [kind, source] of Object.entries(sources)) {
+    const cfg = twoSided(legacy, candidate, { identity: { sources: [source] } });
+    const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort: ['alice'] } }));
+    const via = async (token: string) => (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
+    t.equal(await via(good), 'candidate', `${kind}: valid token identifies alice`);
+    t.equal(await via(expired), 'legacy', `${kind}: expired token is not trusted`);
+    t.equal(await via(forged), kind === 'unverified' ? 'candidate' : 'legacy', `${kind}: ${kind === 'unverified' ? 'signature not checked, as configured' : 'wrong signature ignored'}`);
   }
 });
