@@ -64,7 +64,10 @@ function watchErrors(page: Page): string[] {
 async function setup(t: Test, token?: string) {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
-  const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: true, percentage: 25, description: 'GET /api from the new service' } });
+  const cfg = twoSided(legacy, candidate);
+  // Shadow every legacy-served request: the two test upstreams answer differently on purpose.
+  (cfg.routes![0] as { shadow?: unknown }).shadow = { percentage: 100 };
+  const dirs = await writeConfig(t, cfg, { f: { enabled: true, percentage: 25, description: 'GET /api from the new service' } });
   const cut = await startCutover(t, dirs, token !== undefined ? { adminToken: token } : {});
   for (let i = 0; i < 40; i++) await http(`${cut.proxy}/api/items/${i}`, { headers: { 'x-user-id': `user-${i}` } });
   return cut;
@@ -100,6 +103,8 @@ if (typeof found === 'string') {
     const p95 = await card.locator('tr[data-target="legacy"] td.num').nth(3).innerText();
     t.match(p95, /^\d+(\.\d+)? (ms|s)$/, `p95 shown (${p95})`);
     t.equal(await page.locator('.upstream[data-upstream="candidate"] .ustate').innerText(), 'healthy');
+    await waitFor(async () => (await card.locator('.sh-rate').count()) === 1, 5000, 'shadow mismatch rate on the route card');
+    t.equal(await card.locator('.sh-rate').innerText(), '100.00 %', 'the shadow mismatch rate is visible (every mirrored answer differs)');
 
     // A rollout plan: its step, the time to the next step, each gate's live value against its limit.
     const plan = { steps: [{ percentage: 25, hold: '1h' }, { percentage: 50, hold: '1h' }], gates: { maxErrorRate: 0.01, maxP95Ms: 250, minRequests: 1 } };

@@ -37,6 +37,7 @@ export function dashboardClient(refreshMs: number): void {
     legacy: TargetView;
     candidate: TargetView | null;
     fallbacks: { total: number; by_reason: Record<string, number>; '1m': number; '5m': number };
+    shadow?: Record<'1m' | '5m', { compared: number; mismatched: number; rate: number | null }>;
   }
   interface FlagView {
     name: string;
@@ -396,13 +397,19 @@ export function dashboardClient(refreshMs: number): void {
     const fallbacks = r.candidate
       ? '<footer class="fallbacks' + (fb['1m'] > 0 ? ' active' : '') + '">Fallbacks to legacy: <b class="fb-total">' + fb.total + '</b> total · <b>' + fb['1m'] + '</b> last 1 min · <b>' + fb['5m'] + '</b> last 5 min ' + reasons + '</footer>'
       : '';
+    // The runbooks' bar: a shadow variance above 0.5 % is a finding.
+    const sh = r.shadow?.['5m'];
+    const shadow = sh
+      ? '<footer class="fallbacks shadow' + (sh.rate !== null && sh.rate > 0.005 ? ' active' : '') + '">Shadow mismatches: <b class="fb-total sh-rate">' +
+        (sh.rate === null ? 'n/a' : (sh.rate * 100).toFixed(2) + ' %') + '</b> of <b>' + sh.compared + '</b> compared (5 min) · <b>' + (r.shadow?.['1m'].mismatched ?? 0) + '</b> mismatched last 1 min</footer>'
+      : '';
     return (
       '<section class="card route" data-route="' + esc(r.name) + '"><header><h3>' + esc(r.name) + '</h3>' + match +
       '<span class="flagref">' + flag + '</span></header>' + split +
       '<table class="stats"><colgroup><col class="c-target"><col class="c-up"><col span="9"><col class="c-trend"></colgroup><thead><tr><th rowspan="2">Target</th><th rowspan="2">Upstream</th>' +
       '<th colspan="5" class="grp">Last 1 minute</th><th colspan="4" class="grp">Last 5 minutes</th><th rowspan="2">p95 trend</th></tr>' +
       '<tr><th>req/s</th><th>errors</th><th>p50</th><th>p95</th><th>p99</th><th class="g2">req/s</th><th>errors</th><th>p95</th><th>p99</th></tr></thead><tbody>' +
-      rows.join('') + '</tbody></table>' + fallbacks + '</section>'
+      rows.join('') + '</tbody></table>' + fallbacks + shadow + '</section>'
     );
   }
 
