@@ -6,6 +6,7 @@ import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join, delimiter } from 'node:path';
 import { forkReady, spawnChild, tempDir, removeTempDir, freePort } from './proc.mjs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -35,6 +36,14 @@ export function buildRevision(rev) {
 export async function startUpstream(name, mode = 'ok') {
   const child = await forkReady(`upstream ${name}`, join(here, 'upstream.mjs'), [name, mode]);
   return { name, child, url: `http://127.0.0.1:${child.port}`, pid: child.pid, stop: () => child.stop() };
+}
+
+/** Several upstreams served by ONE process (see upstream.mjs for why). */
+export async function startUpstreams(names, mode = 'ok') {
+  const child = await forkReady(`upstreams ${names.join(',')}`, join(here, 'upstream.mjs'), [names.join(','), mode]);
+  let stopping;
+  const stop = () => (stopping ??= child.stop());
+  return names.map((name) => ({ name, child, url: `http://127.0.0.1:${child.ports[name]}`, pid: child.pid, stop }));
 }
 
 export function directContender(upstream) {
@@ -158,8 +167,10 @@ routes:
 }
 
 /**
- * cutover through its built CLI, with LOG_LEVEL=info as in production. Its stdout is drained
- * (and log lines counted by level) so a chatty proxy is never blocked on a full pipe.
+ * cutover through its built CLI, with LOG_LEVEL=info as in production. Its stdout goes to a file,
+ * as it would go to a log collector in production: reading and parsing ~10k lines a second in
+ * this process (which is also the load generator) would tax cutover's runs and nobody else's.
+ * The file is summarized (lines by level, warnings) when the results are read.
  */
 export async function cutoverContender(name, legacy, candidate, percentage, opts = {}) {
   if (!existsSync(cliPath)) throw new Error(`${cliPath} not found: run "npm run build" first`);
@@ -171,43 +182,27 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
   writeFileSync(join(routes, 'bench.yaml'), routesYaml(legacy.url, candidate.url, opts));
   writeFileSync(join(flags, 'bench_flag.json'), JSON.stringify({ enabled: true, percentage }));
   const args = [cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
+  const logPath = join(dir, 'cutover.log');
+  const fd = openSync(logPath, 'w');
   const child = spawnChild(name, process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
+    stdio: ['ignore', fd, 'pipe'],
   });
-  const logs = { byLevel: {}, warnings: {}, tail: [] };
+  closeSync(fd);
+  const logs = logSummary(logPath);
   const listening = new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${name} did not log "cutover listening" in 10 s: ${child.stderrTail}`)), 10_000);
-    child.cp.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${name} exited (${code}) before listening: ${child.stderrTail} ${logs.tail.join('\n')}`));
-    });
-    let buf = '';
-    child.cp.stdout.on('data', (d) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        let rec;
-        try {
-          rec = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        logs.byLevel[rec.level] = (logs.byLevel[rec.level] ?? 0) + 1;
-        if (rec.level >= 40) {
-          const why = rec.reason ?? rec.kind;
-          const key = why ? `${rec.msg} (${why})` : rec.msg;
-          logs.warnings[key] = (logs.warnings[key] ?? 0) + 1;
-          logs.tail = [...logs.tail.slice(-4), line.slice(0, 400)];
-        }
-        if (rec.msg === 'cutover listening') {
-          clearTimeout(t);
-          resolve(rec);
-        }
+    const deadline = Date.now() + 10_000;
+    const poll = setInterval(() => {
+      const rec = logs.find('cutover listening');
+      if (rec) {
+        clearInterval(poll);
+        resolve(rec);
+      } else if (child.cp.exitCode !== null || Date.now() > deadline) {
+        clearInterval(poll);
+        reject(new Error(`${name} did not log "cutover listening": ${child.stderrTail} ${logs.tail.join('\n')}`));
       }
-    });
+    }, 50);
   });
   const rec = await listening;
   return {
@@ -220,7 +215,61 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
     logs,
     stop: async () => {
       await child.stop();
+      logs.freeze(); // read the file once more before it goes
       removeTempDir(dir);
+    },
+  };
+}
+
+/** Lines by pino level, warnings by message (and reason), the last few warnings: read from the file on demand. */
+function logSummary(path) {
+  let frozen;
+  const read = () => {
+    if (frozen) return frozen;
+    const out = { byLevel: {}, warnings: {}, tail: [], records: [] };
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return out;
+    }
+    for (const line of text.split('\n')) {
+      const m = /^\{"level":(\d+)/.exec(line);
+      if (!m) continue;
+      const level = Number(m[1]);
+      out.byLevel[level] = (out.byLevel[level] ?? 0) + 1;
+      // Only the rare lines are parsed: warnings and the startup line.
+      if (level < 40 && !line.includes('"msg":"cutover listening"')) continue;
+      let rec;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (rec.msg === 'cutover listening') out.records.push(rec);
+      if (level >= 40) {
+        const why = rec.reason ?? rec.kind;
+        const key = why ? `${rec.msg} (${why})` : rec.msg;
+        out.warnings[key] = (out.warnings[key] ?? 0) + 1;
+        out.tail = [...out.tail.slice(-4), line.slice(0, 400)];
+      }
+    }
+    return out;
+  };
+  return {
+    get byLevel() {
+      return read().byLevel;
+    },
+    get warnings() {
+      return read().warnings;
+    },
+    get tail() {
+      return read().tail;
+    },
+    find: (msg) => read().records.find((r) => r.msg === msg),
+    freeze() {
+      frozen = undefined;
+      frozen = read();
     },
   };
 }

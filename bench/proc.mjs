@@ -71,6 +71,7 @@ export async function forkReady(name, script, args, timeoutMs = 10_000) {
     });
   });
   child.port = msg.port;
+  child.ports = msg.ports;
   let seq = 0;
   // Stats requests are matched by id so concurrent asks cannot get each other's answers.
   child.ask = (type) =>

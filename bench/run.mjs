@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { stopAll, killAllSync, systemCpu } from './proc.mjs';
 import { stopCurrentLoad } from './load.mjs';
 import * as contenders from './contenders.mjs';
-import { startUpstream, directContender, forwarderContender, nginxContender, cutoverContender, repoRoot } from './contenders.mjs';
+import { startUpstream, startUpstreams, directContender, forwarderContender, nginxContender, cutoverContender, repoRoot } from './contenders.mjs';
 import * as scenarios from './scenarios.mjs';
 import { formatAll, writeJson } from './report.mjs';
 
@@ -192,8 +192,7 @@ async function main() {
     if (res.machine.otherCpuPctAtStart > 20) log(`WARNING: other processes use ${res.machine.otherCpuPctAtStart.toFixed(0)}% of a core right now; results will be noisy`);
   }
 
-  const legacy = await startUpstream('legacy');
-  const candidate = await startUpstream('candidate');
+  const [legacy, candidate] = await startUpstreams(['legacy', 'candidate']);
   const ctx = {
     opts,
     log,

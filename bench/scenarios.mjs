@@ -16,7 +16,10 @@ export function median(xs) {
 
 async function upstreamCounts(upstreams) {
   const out = {};
-  for (const u of upstreams) out[u.name] = (await u.child.ask('stats')).requests;
+  for (const u of upstreams) {
+    const st = await u.child.ask('stats');
+    out[u.name] = st.byName?.[u.name]?.requests ?? st.requests;
+  }
   return out;
 }
 
@@ -27,13 +30,14 @@ async function upstreamCounts(upstreams) {
 async function measure(c, upstreams, load) {
   const before = await upstreamCounts(upstreams);
   const cpu0 = cpuSeconds(c.pid);
-  const up0 = upstreams.reduce((a, u) => a + cpuSeconds(u.pid), 0);
+  const upPids = [...new Set(upstreams.map((u) => u.pid))]; // shared upstream processes count once
+  const up0 = upPids.reduce((a, pid) => a + cpuSeconds(pid), 0);
   const gen0 = process.cpuUsage();
   const sys0 = systemCpu();
   const r = load.rate ? await runPaced({ url: c.url, rate: load.rate, duration: load.duration }) : await runAutocannon({ url: c.url, ...load });
   const gen = process.cpuUsage(gen0);
   const sys1 = systemCpu();
-  const up1 = upstreams.reduce((a, u) => a + cpuSeconds(u.pid), 0);
+  const up1 = upPids.reduce((a, pid) => a + cpuSeconds(pid), 0);
   const cpu1 = cpuSeconds(c.pid);
   const after = await upstreamCounts(upstreams);
   const n = r.requests || NaN;

@@ -79,6 +79,8 @@ function withoutNamed(flat: string[], named: Set<string>): string[] {
 }
 
 function tokensOf(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  // Nearly every upstream response says just this: nothing to drop, nothing to split.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive') return into;
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
     if (tok && tok !== 'close' && tok !== 'keep-alive') (into ??= new Set()).add(tok);

@@ -89,6 +89,9 @@ class Exchange implements AttemptOwner, Chooser {
   private winner: Attempt | undefined;
   private candidateSettled = false;
   private legacyTries = 0;
+  private attempts = 0;
+  /** Length of `headers` before the first attempt appended its Host. */
+  private baseHeaders = 0;
   private fallback: FallbackReason | undefined;
   private hedgeTimer: NodeJS.Timeout | undefined;
   /** This request holds the candidate's half-open trial: finish() frees it if no outcome did. */
@@ -149,6 +152,7 @@ class Exchange implements AttemptOwner, Chooser {
     headers.push('x-request-id', this.requestId);
     appendForwarded(req, this.state.trusted, headers);
     this.headers = headers;
+    this.baseHeaders = headers.length;
     const method = req.method as string;
     this.replayable = SAFE.has(method);
     if (!hasBody(req.headers)) return this.launchFirst(target);
@@ -208,7 +212,11 @@ class Exchange implements AttemptOwner, Chooser {
   }
 
   private launch(up: Upstream, target: Target, timeoutMs: number): Attempt {
-    const headers = this.headers.concat('host', up.preserveHost ? (this.req.headers.host ?? up.host) : up.host);
+    const host = up.preserveHost ? (this.req.headers.host ?? up.host) : up.host;
+    // The first attempt takes the prepared list as is; a second one (fallback, hedge) gets a copy
+    // with its own Host, since undici may still be reading the first.
+    const headers = this.attempts++ === 0 ? this.headers : this.headers.slice(0, this.baseHeaders);
+    headers.push('host', host);
     const path = up.basePath + this.path + this.query;
     const attempt = new Attempt(this, this.res, up, target, this.requestId);
     if (this.shadowing !== undefined && target === 'legacy') {
@@ -296,7 +304,7 @@ class Exchange implements AttemptOwner, Chooser {
       candidate: route.candidate as Upstream,
       method: this.req.method as string,
       path: this.path + this.query,
-      headers: this.headers,
+      headers: this.headers.slice(0, this.baseHeaders), // without the attempt's Host
       body: this.body instanceof Buffer ? this.body : null,
       requestId: this.requestId,
       legacyResponse: (this.capture as ResponseCapture).response(),

@@ -40,6 +40,8 @@ t.test('ignored fields match, real differences are found, candidate 500s are mis
   for (let i = 0; i < 5; i++) t.equal((await http(`${proxy}/api/p/${i}`, { headers: { 'x-user-id': `u${i}` } })).json<{ name: string }>().name, 'shoe');
   await waitFor(async () => (await report()).totals.match === 5, 3000, 'five matches');
   t.ok(candidate.seen.every((s) => s.headers['x-cutover-shadow'] === '1'), 'mirrored requests say so');
+  t.ok(candidate.seen.every((s) => s.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length === 1), 'exactly one Host header');
+  t.ok(candidate.seen.every((s) => s.headers.host === `127.0.0.1:${candidate.port}`), "the candidate's own Host");
 
   candidateMode = 'field';
   for (let i = 0; i < 4; i++) await http(`${proxy}/api/p/${i}`, { headers: { 'x-user-id': `u${i}` } });
