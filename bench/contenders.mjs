@@ -147,7 +147,7 @@ export async function nginxContender(upstream, log) {
   };
 }
 
-export function routesYaml(legacyUrl, candidateUrl, { candidateHeadersTimeout, routeTimeout = '300ms' } = {}) {
+export function routesYaml(legacyUrl, candidateUrl, { candidateHeadersTimeout, routeTimeout = '300ms', shadowPercentage } = {}) {
   const cand = candidateHeadersTimeout ? `{ url: ${candidateUrl}, headersTimeout: ${candidateHeadersTimeout} }` : `{ url: ${candidateUrl} }`;
   return `upstreams:
   legacy: { url: ${legacyUrl} }
@@ -163,7 +163,7 @@ routes:
     candidate: candidate
     flag: bench_flag
     timeout: ${routeTimeout}
-`;
+${shadowPercentage ? `    shadow: { percentage: ${shadowPercentage}, ignore: ["$.served_by"] }\n` : ''}`;
 }
 
 /**

@@ -131,7 +131,16 @@ export function formatAll(res) {
   if (res.throughput) parts.push(formatThroughput(res.throughput));
   if (res.latency) parts.push(formatLatency(res.latency));
   if (res.hang) parts.push(formatHang(res.hang));
-  if (res.shadow) parts.push(`Shadow: ${res.shadow.skipped}`);
+  if (res.shadow?.results) {
+    const a = res.shadow.results['cutover-50'].result;
+    const b = res.shadow.results['cutover-50-shadow10'].result;
+    parts.push(
+      `Shadow at 10% of users (cutover-50, -c ${res.shadow.params.connections}, ${res.shadow.params.duration} s each)\n` +
+        `  without shadow  ${Math.round(a.rps)} req/s, p50 ${a.latency.p50.toFixed(2)} ms, p99 ${a.latency.p99.toFixed(2)} ms, proxy ${a.proxyCpuUsPerReq.toFixed(1)} us/req\n` +
+        `  with shadow     ${Math.round(b.rps)} req/s, p50 ${b.latency.p50.toFixed(2)} ms, p99 ${b.latency.p99.toFixed(2)} ms, proxy ${b.proxyCpuUsPerReq.toFixed(1)} us/req` +
+        ` (${res.shadow.rpsRatio.toFixed(2)}x req/s, ${res.shadow.cpuRatio.toFixed(2)}x CPU per client request); shadow results ${JSON.stringify(res.shadow.results['cutover-50-shadow10'].shadowTotals)}`,
+    );
+  } else if (res.shadow?.skipped) parts.push(`Shadow: ${res.shadow.skipped}`);
   if (res.connections) parts.push(formatConnections(res.connections));
   if (res.body) parts.push(formatBody(res.body));
   const tg = formatTargets(targets(res));

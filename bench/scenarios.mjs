@@ -178,9 +178,30 @@ export async function hang(ctx) {
   }
 }
 
-export function shadow(ctx) {
-  ctx.log('shadow mode not implemented yet (issue 5): skipped');
-  return { skipped: 'shadow mode not implemented yet (issue 5)' };
+/**
+ * The cost of shadow mode: cutover-50 with and without mirroring 10% of users' legacy-served
+ * reads to the candidate (compared, `served_by` ignored so they match), same load, one run each.
+ */
+export async function shadow(ctx) {
+  const { opts, log, upstreams } = ctx;
+  const [legacy, candidate] = upstreams;
+  const out = {};
+  for (const [key, shadowPercentage] of [['cutover-50', undefined], ['cutover-50-shadow10', 10]]) {
+    const c = await cutoverContender(key, legacy, candidate, 50, { shadowPercentage });
+    try {
+      ctx.checkAborted();
+      const r = await measure(c, upstreams, { connections: opts.connections, duration: opts.duration });
+      let totals;
+      if (shadowPercentage) totals = await fetch(`${c.admin}/api/v1/shadow/bench`).then((x) => x.json()).then((j) => j.totals, () => undefined);
+      log(`shadow ${key.padEnd(20)} ${fmt(r)}${totals ? ` shadow ${JSON.stringify(totals)}` : ''}`);
+      out[key] = { result: r, shadowTotals: totals };
+    } finally {
+      await c.stop();
+    }
+  }
+  const a = out['cutover-50'].result;
+  const b = out['cutover-50-shadow10'].result;
+  return { params: { connections: opts.connections, duration: opts.duration, shadowPercentage: 10 }, results: out, rpsRatio: b.rps / a.rps, cpuRatio: b.proxyCpuUsPerReq / a.proxyCpuUsPerReq };
 }
 
 function sampler(pid, everyMs) {
