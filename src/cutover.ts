@@ -204,9 +204,10 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     if (!options.routesDir) throw new Error('config was given as an object: nothing to reload from');
     const next = await loadConfigDir(options.routesDir);
     const built = createUpstreams(next.upstreams, { upstreams, configs: config.upstreams });
-    let state;
     try {
-      state = compileRouting(next, built.upstreams, new Map(health.byName), routing);
+      // Compile once before touching health state: a config that cannot compile (a missing
+      // secret, say) is refused with nothing changed.
+      compileRouting(next, built.upstreams, new Map(health.byName), routing);
     } catch (err) {
       const current = new Set(upstreams.values());
       await closeUpstreams([...built.upstreams.values()].filter((u) => !current.has(u)));

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
 import { NAME_RE } from '../config/schema.js';
 import { parseFlagFile, type FlagState } from './model.js';
@@ -65,23 +65,8 @@ export class FilePersistence implements FlagPersistence {
     return out;
   }
 
-  async write(name: string, state: FlagState): Promise<void> {
-    const dir = this.opts.dir;
-    const tmp = join(dir, `.${name}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(JSON.stringify(state, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, join(dir, `${name}.json`));
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
-    await syncDir(dir);
+  write(name: string, state: FlagState): Promise<void> {
+    return writeFileAtomic(join(this.opts.dir, `${name}.json`), JSON.stringify(state, null, 2) + '\n');
   }
 
   async audit(change: FlagChange): Promise<void> {
@@ -131,16 +116,5 @@ export class FilePersistence implements FlagPersistence {
     this.watcher?.close();
     clearInterval(this.poll);
     clearTimeout(this.debounce);
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the rename is still atomic there.
-  } finally {
-    await fh.close();
   }
 }

@@ -1,6 +1,5 @@
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, join, basename } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { readFile } from 'node:fs/promises';
 import type { ClientFeaturesResponse, UnleashConfig } from 'unleash-client';
 import type { Logger } from '../observability/logger.js';
 
@@ -77,7 +76,7 @@ export class BootstrapStorage implements StorageProvider {
     const body: BootstrapFile = { saved_at: new Date().toISOString(), url: this.url, ...payload };
     // One write at a time, in order; a failed write is logged and retried with the next change.
     this.writing = this.writing.then(() =>
-      writeAtomically(file, JSON.stringify(body, null, 1) + '\n').catch((err: Error) => {
+      writeFileAtomic(file, JSON.stringify(body, null, 1) + '\n').catch((err: Error) => {
         this.lastWritten = undefined;
         this.logger.error({ file, err: err.message }, 'cannot save the Unleash bootstrap file; a restart during an Unleash outage would not have the latest flags');
       }),
@@ -113,30 +112,3 @@ export async function readBootstrap(file: string): Promise<BootstrapFile | undef
   }
 }
 
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true });
-  // Not "*.json" and not "..*": the flags directory's watcher ignores it.
-  const tmp = join(dir, `.tmp-${basename(file)}-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } catch {
-    // some file systems refuse fsync on directories; the rename is still atomic
-  } finally {
-    await d.close();
-  }
-}

@@ -1,6 +1,6 @@
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { NAME_RE } from '../config/schema.js';
 
 /** Plans you write (API-equivalent JSON), one per flag: `<flagsDir>/rollouts/<flag>.json`. */
@@ -79,28 +79,6 @@ async function readJsonDir(dir: string): Promise<Map<string, unknown>> {
   return out;
 }
 
-export async function writeAtomic(dir: string, file: string, text: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, join(dir, file));
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the rename is still atomic there.
-  } finally {
-    await d.close();
-  }
+export function writeAtomic(dir: string, file: string, text: string): Promise<void> {
+  return writeFileAtomic(join(dir, file), text);
 }
