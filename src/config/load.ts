@@ -111,10 +111,17 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   const upstreams = new Map<string, UpstreamConfig>();
   const upstreamFile = new Map<string, string>();
   let def: { name: string; file: string } | undefined;
-  let identity: { cfg: IdentityConfig; file: string } | undefined;
-  let limits: { cfg: LimitsConfig; file: string } | undefined;
-  let qa: { cfg: QaOverrideConfig; file: string } | undefined;
-  let shadowing: { cfg: ShadowingConfig; file: string } | undefined;
+  let identity: IdentityConfig | undefined;
+  let limits: LimitsConfig | undefined;
+  let qa: QaOverrideConfig | undefined;
+  let shadowing: ShadowingConfig | undefined;
+  // Top-level keys that one file only may set (merging them would hide a mistake).
+  const setIn = new Map<string, string>();
+  const once = (key: string, file: string): void => {
+    const prev = setIn.get(key);
+    if (prev) problems.push({ file, key, message: `already set in ${prev}` });
+    setIn.set(key, file);
+  };
   const trustedProxies: string[] = [];
   const routes: Array<{ route: RouteConfig; file: string; index: number }> = [];
 
@@ -126,24 +133,24 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
       upstreamFile.set(name, file);
     }
     if (cfg.default !== undefined) {
-      if (def) problems.push({ file, key: 'default', message: `already set in ${def.file}` });
+      once('default', file);
       def = { name: cfg.default, file };
     }
     if (cfg.identity) {
-      if (identity) problems.push({ file, key: 'identity', message: `already set in ${identity.file}` });
-      identity = { cfg: cfg.identity, file };
+      once('identity', file);
+      identity = cfg.identity;
     }
     if (cfg.limits) {
-      if (limits) problems.push({ file, key: 'limits', message: `already set in ${limits.file}` });
-      limits = { cfg: cfg.limits, file };
+      once('limits', file);
+      limits = cfg.limits;
     }
     if (cfg.qaOverride) {
-      if (qa) problems.push({ file, key: 'qaOverride', message: `already set in ${qa.file}` });
-      qa = { cfg: cfg.qaOverride, file };
+      once('qaOverride', file);
+      qa = cfg.qaOverride;
     }
     if (cfg.shadowing) {
-      if (shadowing) problems.push({ file, key: 'shadowing', message: `already set in ${shadowing.file}` });
-      shadowing = { cfg: cfg.shadowing, file };
+      once('shadowing', file);
+      shadowing = cfg.shadowing;
     }
     cfg.trustedProxies?.forEach((p, i) => {
       if (!validCidr(p)) problems.push({ file, key: `trustedProxies[${i}]`, message: `not an IP address or CIDR: ${p}` });
@@ -200,11 +207,11 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   return {
     upstreams,
     default: def?.name,
-    identity: identity?.cfg ?? DEFAULT_IDENTITY,
+    identity: identity ?? DEFAULT_IDENTITY,
     trustedProxies,
-    limits: limits?.cfg ?? DEFAULT_LIMITS,
-    qaOverride: qa?.cfg,
-    shadowing: shadowing?.cfg ?? { concurrency: 16, queue: 256 },
+    limits: limits ?? DEFAULT_LIMITS,
+    qaOverride: qa,
+    shadowing: shadowing ?? { concurrency: 16, queue: 256 },
     routes: routes.map((r) => r.route),
     files: inputs.map((i) => i.file),
   };

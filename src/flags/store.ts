@@ -1,3 +1,4 @@
+import { SerialQueue } from '../util/serial-queue.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/logger.js';
 import {
@@ -98,7 +99,7 @@ export interface ExternalFlags {
 export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly states = new Map<string, FlagState>();
   private readonly compiled = new Map<string, CompiledFlag>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly logger: Logger,
@@ -163,7 +164,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   async close(): Promise<void> {
-    await this.queue.catch(() => undefined);
+    await this.queue.idle();
     await this.external?.close();
     await this.persistence?.close();
   }
@@ -260,10 +261,9 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(job, job);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(job);
   }
+
 
   private async reloadFromFiles(): Promise<void> {
     if (!this.persistence) return;

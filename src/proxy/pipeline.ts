@@ -6,7 +6,7 @@ import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import type { Decision, Target } from '../routing/decide.js';
 import { choose, UNROUTED, type Chooser } from '../routing/choose.js';
-import { normalizePath } from '../routing/normalize-path.js';
+import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { LiveFailure } from '../upstream/health.js';
 import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
@@ -61,9 +61,7 @@ export class Pipeline {
 
   /** Would a route take this request? (method and normalized path only; no identity, no I/O) */
   matches(req: IncomingMessage): boolean {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    return this.state.table.match(req.method as string, normalizePath(q === -1 ? url : url.slice(0, q))) !== undefined;
+    return this.state.table.match(req.method as string, requestPath(req.url ?? '/')) !== undefined;
   }
 }
 
@@ -108,9 +106,8 @@ class Exchange implements AttemptOwner, Chooser {
 
   start(): void {
     const url = this.req.url ?? '/';
-    const q = url.indexOf('?');
-    this.path = normalizePath(q === -1 ? url : url.slice(0, q));
-    this.query = q === -1 ? '' : url.slice(q);
+    this.path = requestPath(url);
+    this.query = requestQuery(url);
     const rid = this.req.headers['x-request-id'];
     this.requestId = typeof rid === 'string' && rid.length > 0 && rid.length <= 200 ? rid : randomUUID();
     this.res[kExchange] = this;

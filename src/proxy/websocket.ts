@@ -8,7 +8,7 @@ import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import type { Decision, Target } from '../routing/decide.js';
-import { normalizePath } from '../routing/normalize-path.js';
+import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import { appendForwarded } from './forwarded.js';
 import type { LiveFailure } from '../upstream/health.js';
@@ -37,9 +37,9 @@ export class UpgradeProxy {
   readonly handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
     const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = normalizePath(q === -1 ? url : url.slice(0, q));
-    choose(this.state(), this.deps.flags, req, path, new Tunnel(this, this.state(), req, socket, head, path, q === -1 ? '' : url.slice(q)));
+    const path = requestPath(url);
+    const state = this.state();
+    choose(state, this.deps.flags, req, path, new Tunnel(this, state, req, socket, head, path, requestQuery(url)));
   };
 
   closeAll(): void {

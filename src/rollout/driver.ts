@@ -1,3 +1,4 @@
+import { SerialQueue } from '../util/serial-queue.js';
 import type { Logger } from '../observability/logger.js';
 import type { FlagWindow } from '../observability/observer-impl.js';
 import type { RolloutMetricsSource } from '../observability/metrics.js';
@@ -135,7 +136,7 @@ export class RolloutDriver implements RolloutMetricsSource {
   private readonly clock: () => number;
   private readonly logger: Logger;
   private shadow: ShadowProvider | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private timer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -190,7 +191,7 @@ export class RolloutDriver implements RolloutMetricsSource {
     clearInterval(this.pollTimer);
     this.opts.flags.off('change', this.onChange);
     this.opts.observer?.metrics?.setRollouts(undefined);
-    await this.queue.catch(() => undefined);
+    await this.queue.idle();
   }
 
   /** The shadow results provider for the maxShadowMismatch gate (undefined: "no-data"). */
@@ -569,10 +570,9 @@ export class RolloutDriver implements RolloutMetricsSource {
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(job, job);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.queue.run(job);
   }
+
 }
 
 // ---------------------------------------------------------------- state files

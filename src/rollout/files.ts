@@ -55,7 +55,7 @@ export class RolloutFiles {
   }
 
   async writeState(flag: string, state: unknown): Promise<void> {
-    await writeAtomic(this.stateDir, `${flag}.json`, JSON.stringify(state, null, 2) + '\n');
+    await writeFileAtomic(join(this.stateDir, `${flag}.json`), JSON.stringify(state, null, 2) + '\n');
   }
 }
 
@@ -79,6 +79,3 @@ async function readJsonDir(dir: string): Promise<Map<string, unknown>> {
   return out;
 }
 
-export function writeAtomic(dir: string, file: string, text: string): Promise<void> {
-  return writeFileAtomic(join(dir, file), text);
-}

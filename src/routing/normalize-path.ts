@@ -35,8 +35,14 @@ function needsWork(path: string): boolean {
   return path.includes('%') && /%2e/i.test(path);
 }
 
-/** Splits a request target into path and query (query includes the leading "?"). */
-export function splitTarget(url: string): { path: string; query: string } {
+/** The normalized path of a request target (`req.url`), without its query. */
+export function requestPath(url: string): string {
   const q = url.indexOf('?');
-  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q) };
+  return normalizePath(q === -1 ? url : url.slice(0, q));
+}
+
+/** The query of a request target, with its leading "?", or "". */
+export function requestQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? '' : url.slice(q);
 }

@@ -104,6 +104,16 @@ routes:
   t.match(out, /b\.yaml: routes\[1\]\.candidate: candidate and legacy are the same upstream/);
 });
 
+t.test('top-level keys one file only may set', async (t) => {
+  const out = problems({
+    'a.yaml': `${base}\ndefault: magento\nlimits: { maxBody: 1mb }\n`,
+    'b.yaml': 'default: magento\nlimits: { maxBody: 2mb }\nshadowing: { concurrency: 4 }\n',
+  }).join('\n');
+  t.match(out, /b\.yaml: default: already set in a\.yaml/);
+  t.match(out, /b\.yaml: limits: already set in a\.yaml/);
+  t.notMatch(out, /shadowing/, 'set once: fine');
+});
+
 t.test('reserved route names', async (t) => {
   const out = problems({ 'r.yaml': `${base}\nroutes:\n  - { name: default, match: { path: /a }, legacy: magento }\n` }).join('\n');
   t.match(out, /routes\[0\]\.name: "default" is reserved/);
