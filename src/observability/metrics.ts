@@ -126,7 +126,8 @@ const OVERFLOW = '_overflow';
  * cutover's Prometheus metrics in a registry of their own (so several instances in one process
  * do not collide). The per-request series are plain counters in AttemptSeries, looked up once
  * per call by route and target; prom-client formats them at scrape time. (prom-client's own
- * label children hash their labels on every inc/observe: ~0.9 µs a request, measured.)
+ * label children hash their labels on every inc/observe: 1.3 µs a request vs 0.11 µs here, in
+ * bench/observer.mjs.)
  */
 export class CutoverMetrics {
   readonly registry = new Registry();

@@ -186,9 +186,11 @@ t.test('kill -9 during a burst of flag writes: no torn flag file, no torn audit 
     }
   }
   t.equal(torn, 0, `${audit.length} audit lines, none torn`);
-  // And the survivor state loads: a restart serves with it.
+  // And the survivor state loads: a restart serves with it, every flag file included.
   const again = await spawnCutover(t, serveArgs(dirs));
-  t.ok(again.proxy);
+  const listed = (await (await fetch(`${again.admin}/api/v1/flags`)).json()) as { flags: Array<{ name: string }> };
+  t.equal(listed.flags.length, files.length, 'the restarted proxy loaded every surviving flag');
+  t.equal((await fetch(`${again.proxy}/api/x`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'and serves');
 });
 
 t.test('memory stays flat over a sustained load', { timeout: 120_000 }, async (t) => {

@@ -5,7 +5,6 @@
 import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { InMemStorageProvider, Unleash } from 'unleash-client';
 import { http, postJson } from '../helpers/http.js';
-import { serveArgs, spawnCutover, startUpstream, writeConfig, type Spawned } from '../helpers/servers.js';
+import { freePort, serveArgs, spawnCutover, startUpstream, writeConfig, type Spawned } from '../helpers/servers.js';
 import { bucketOf, inRollout } from '../../src/routing/bucket.js';
 
 // Cold machine: installing PostgreSQL and unleash-server takes most of this; warm runs take ~1 min.
@@ -30,14 +29,6 @@ const REFRESH_MS = 1000;
 const USERS = Array.from({ length: 2000 }, (_, i) =>
   i % 4 === 0 ? `user-${i}` : i % 4 === 1 ? `${i}` : i % 4 === 2 ? `customer${i}@example.com` : `u_${(i * 2654435761) % 2 ** 32}`,
 );
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /**
  * The environment for the infrastructure's processes: without the test runner's loaders and

@@ -3,27 +3,16 @@
 // unleash-server.test.ts.
 import t, { type Test } from 'tap';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Unleash, InMemStorageProvider } from 'unleash-client';
 import { http, postJson, servedBy } from '../helpers/http.js';
-import { startUpstream, writeConfig } from '../helpers/servers.js';
-import { serve } from '../../src/server.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { deadUrl, startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 import { bucketOf, inRollout } from '../../src/routing/bucket.js';
 import { decide } from '../../src/routing/decide.js';
 import { environmentOfToken, UNLEASH_BOOTSTRAP_FILE } from '../../src/flags/unleash-source.js';
 
 const TOKEN = '*:development.unit-test-secret';
-
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 const rollout = (name: string, pct: number, extra: Record<string, unknown> = {}) => ({
   name,
@@ -69,22 +58,13 @@ async function setup(t: Test, opts: { bootstrap?: boolean; localFlags?: Record<s
       JSON.stringify({ saved_at: '2026-01-01T00:00:00.000Z', url: 'x', version: 2, features: FEATURES, segments: [] }),
     );
   }
-  const url = `http://127.0.0.1:${await closedPort()}/api`;
+  const url = `${await deadUrl()}/api`;
   const started = Date.now();
-  const running = await serve({
-    routesDir: dirs.routesDir,
-    flagsDir: dirs.flagsDir,
-    port: 0,
-    host: '127.0.0.1',
-    adminPort: 0,
-    adminHost: '127.0.0.1',
-    drainTimeoutMs: 1000,
-    logger: silentLogger,
+  const { running } = await startCutover(t, dirs, {
     flagsPollMs: 100,
-    unleash: { url, apiToken: TOKEN, refreshIntervalMs: 1000, startupWaitMs: opts.startupWaitMs ?? 3000, disableMetrics: true },
+    serve: { drainTimeoutMs: 1000, unleash: { url, apiToken: TOKEN, refreshIntervalMs: 1000, startupWaitMs: opts.startupWaitMs ?? 3000, disableMetrics: true } },
   });
   const startMs = Date.now() - started;
-  t.teardown(() => running.shutdown());
   return { proxy: `http://127.0.0.1:${running.proxyPort}`, admin: `http://127.0.0.1:${running.adminPort}`, running, dirs, url, startMs };
 }
 

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
-import { serve, type Running } from '../../src/server.js';
+import { serve, type Running, type ServeOptions } from '../../src/server.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 
@@ -96,7 +96,7 @@ export interface InProcess {
 export async function startCutover(
   t: Teardown,
   dirs: { routesDir: string; flagsDir: string },
-  opts: { adminToken?: string; flagsPollMs?: number; watchRoutes?: boolean; logger?: import('pino').Logger } = {},
+  opts: { adminToken?: string; flagsPollMs?: number; watchRoutes?: boolean; logger?: import('pino').Logger; serve?: Partial<ServeOptions> } = {},
 ): Promise<InProcess> {
   const running = await serve({
     routesDir: dirs.routesDir,
@@ -110,6 +110,7 @@ export async function startCutover(
     flagsPollMs: opts.flagsPollMs ?? 200,
     watchRoutes: opts.watchRoutes ?? false,
     ...(opts.adminToken !== undefined && { adminToken: opts.adminToken }),
+    ...opts.serve,
   });
   t.teardown(() => running.shutdown());
   return { running, proxy: `http://127.0.0.1:${running.proxyPort}`, admin: `http://127.0.0.1:${running.adminPort}` };
@@ -134,6 +135,11 @@ export async function freePort(): Promise<number> {
   const port = (s.address() as AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
+}
+
+/** An http:// URL on loopback where nothing listens (connections are refused). */
+export async function deadUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
 }
 
 /**

@@ -1,27 +1,15 @@
 import t, { type Test } from 'tap';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { http, postJson } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
-import { startCutover, startUpstream, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
+import { startCutover, startUpstream, twoSided, waitFor, writeConfig, deadUrl } from '../helpers/servers.js';
 import { DURATION_BUCKETS_S } from '../../src/observability/metrics.js';
 
 async function scrape(admin: string, headers: Record<string, string> = {}) {
   const r = await http(`${admin}/metrics`, { headers });
   if (r.status !== 200) throw new Error(`/metrics: ${r.status} ${r.text}`);
   return { reply: r, prom: parseProm(r.text) };
-}
-
-async function deadUrl(): Promise<string> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  await new Promise<void>((r) => s.close(() => r()));
-  return url;
 }
 
 /** legacy answers 200; the candidate answers 503 for paths containing /fail, else 200. */

@@ -1,21 +1,9 @@
 import t from 'tap';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { http } from '../helpers/http.js';
-import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
-
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort, startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 
 t.test('connection refused: 502 JSON with the request id', async (t) => {
-  const port = await deadPort();
+  const port = await freePort();
   const cfg = { upstreams: { gone: { url: `http://127.0.0.1:${port}` } }, routes: [{ name: 'api', match: { path: '/api' }, legacy: 'gone' }] };
   const { proxy } = await startCutover(t, await writeConfig(t, cfg));
   const r = await http(`${proxy}/api/x`, { headers: { 'x-request-id': 'req-1' } });

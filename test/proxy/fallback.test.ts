@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { http } from '../helpers/http.js';
-import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
+import { deadUrl, startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 
 type RouteExtra = Record<string, unknown>;
@@ -21,15 +21,6 @@ async function rawServer(t: Test, onSocket: (sock: import('node:net').Socket) =>
   await once(server, 'listening');
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
-
-async function deadUrl(): Promise<string> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  await new Promise<void>((r) => s.close(() => r()));
-  return url;
 }
 
 async function burst(proxy: string, n: number, opts: { method?: string; body?: string; headers?: Record<string, string> } = {}) {

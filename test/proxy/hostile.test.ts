@@ -58,7 +58,7 @@ t.test('slowloris: a client that never finishes its headers is cut off', async (
   const started = Date.now();
   const answer = await raw(proxy, 'GET /api/x HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 5000);
   t.ok(Date.now() - started < 2500, `closed after ${Date.now() - started} ms`);
-  t.match(answer, /^(HTTP\/1\.1 408|)/, 'answered 408 or just closed');
+  t.ok(answer === '' || answer.startsWith('HTTP/1.1 408'), `answered 408 or just closed (got ${JSON.stringify(answer.slice(0, 40))})`);
   t.equal(legacy.seen.length, 0);
 });
 
