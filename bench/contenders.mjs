@@ -51,8 +51,8 @@ export function directContender(upstream) {
   return { name: 'direct', url: upstream.url, pid: undefined, stop: async () => {} };
 }
 
-export async function forwarderContender(kind, upstream) {
-  const child = await forkReady(kind, join(here, 'forwarders.mjs'), [kind, upstream.url]);
+export async function forwarderContender(kind, upstream, nodeArgs = [], wrap = undefined) {
+  const child = await forkReady(kind, join(here, 'forwarders.mjs'), [kind, upstream.url], wrap ? 120_000 : 10_000, nodeArgs, wrap);
   return { name: kind, child, url: `http://127.0.0.1:${child.port}`, pid: child.pid, stop: () => child.stop() };
 }
 
@@ -181,10 +181,11 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
   mkdirSync(flags);
   writeFileSync(join(routes, 'bench.yaml'), routesYaml(legacy.url, candidate.url, opts));
   writeFileSync(join(flags, 'bench_flag.json'), JSON.stringify({ enabled: true, percentage }));
-  const args = [cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
+  const args = [...(opts.nodeArgs ?? []), cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
   const logPath = join(dir, 'cutover.log');
   const fd = openSync(logPath, 'w');
-  const child = spawnChild(name, process.execPath, args, {
+  const [cmd, ...pre] = opts.wrap ? [...opts.wrap, process.execPath] : [process.execPath];
+  const child = spawnChild(name, cmd, [...pre, ...args], {
     cwd: repoRoot,
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' },
     stdio: ['ignore', fd, 'pipe'],
@@ -192,7 +193,7 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
   closeSync(fd);
   const logs = logSummary(logPath);
   const listening = new Promise((resolve, reject) => {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + (opts.wrap ? 120_000 : 10_000);
     const poll = setInterval(() => {
       const rec = logs.find('cutover listening');
       if (rec) {

@@ -1,10 +1,12 @@
 // Child process: a baseline forwarder on 127.0.0.1 in front of one upstream.
-//   node bench/forwarders.mjs undici|http-proxy http://127.0.0.1:PORT
+//   node bench/forwarders.mjs undici|http-proxy|reply-from http://127.0.0.1:PORT
 // These are what a team would write or pick instead of cutover, kept minimal but correct enough
 // (hop-by-hop headers dropped, keep-alive pools of 128, 502 on upstream failure) to be fair.
 import http from 'node:http';
 import { Pool } from 'undici';
 import httpProxy from 'http-proxy';
+import Fastify from 'fastify';
+import replyFrom from '@fastify/reply-from';
 
 const [kind, target] = process.argv.slice(2);
 const origin = new URL(target);
@@ -59,12 +61,26 @@ function httpProxyForwarder() {
   return (req, res) => proxy.web(req, res);
 }
 
+/**
+ * What Fastify teams reach for: @fastify/reply-from (undici underneath) with bodies passed through
+ * unparsed, as its README recommends for a proxy. Fastify owns the server here.
+ */
+async function replyFromForwarder() {
+  const app = Fastify({ logger: false, keepAliveTimeout: 65_000 });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+  await app.register(replyFrom, { base: origin.origin, undici: { connections: 128, pipelining: 1, keepAliveTimeout: 4000 } });
+  app.all('/*', (req, reply) => reply.from(req.url));
+  await app.ready();
+  return app.server;
+}
+
 const handler = kind === 'undici' ? undiciForwarder() : kind === 'http-proxy' ? httpProxyForwarder() : null;
-if (!handler) {
+if (!handler && kind !== 'reply-from') {
   process.stderr.write(`unknown forwarder ${kind}\n`);
   process.exit(2);
 }
-const server = http.createServer(handler);
+const server = handler ? http.createServer(handler) : await replyFromForwarder();
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.listen(0, '127.0.0.1', () => process.send?.({ type: 'ready', port: server.address().port }));

@@ -37,11 +37,13 @@ export function userRequests(path = '/api/items/42', users = 256) {
 }
 
 /** One autocannon run; resolves with throughput, µs-resolution latency and every error count. */
-export function runAutocannon({ url, connections, duration, overallRate, requests = userRequests(), timeout = 10 }) {
+export function runAutocannon({ url, connections, duration, amount, overallRate, requests = userRequests(), timeout = 10 }) {
   return new Promise((resolve, reject) => {
     const lat = new Latencies();
-    const opts = { url, connections, duration, requests, timeout };
+    const opts = { url, connections, requests, timeout };
+    if (duration) opts.duration = duration;
     if (overallRate) opts.overallRate = overallRate;
+    if (amount) opts.amount = amount; // a fixed number of requests instead of a duration
     const inst = autocannon(opts, (err, r) => {
       current = undefined;
       if (err) return reject(err);

@@ -53,8 +53,11 @@ class Child {
 }
 
 /** A node child with an IPC channel; it reports `{type: 'ready', port}` once listening. */
-export async function forkReady(name, script, args, timeoutMs = 10_000) {
-  const cp = fork(script, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+/** `wrap` ([command, ...args]) runs node under another program, e.g. valgrind. */
+export async function forkReady(name, script, args, timeoutMs = 10_000, execArgv = [], wrap = undefined) {
+  const opts = { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv };
+  if (wrap) Object.assign(opts, { execPath: wrap[0], execArgv: [...wrap.slice(1), process.execPath, ...execArgv] });
+  const cp = fork(script, args, opts);
   const child = new Child(name, cp);
   const msg = await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${name} did not become ready in ${timeoutMs} ms: ${child.stderrTail}`)), timeoutMs);

@@ -131,7 +131,7 @@ function machineInfo() {
 
 async function startContender(name, legacy, candidate, res) {
   if (name === 'direct') return directContender(legacy);
-  if (name === 'undici' || name === 'http-proxy') return forwarderContender(name, legacy);
+  if (name === 'undici' || name === 'http-proxy' || name === 'reply-from') return forwarderContender(name, legacy);
   if (name === 'nginx') {
     const c = await nginxContender(legacy, log);
     if (!c) res.skipped.push('nginx not installed (apt-get install nginx)');

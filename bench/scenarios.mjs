@@ -4,8 +4,8 @@ import { cpuSeconds, memoryMB, listenOverflows, systemCpu } from './proc.mjs';
 import { runAutocannon, runPaced, postBody } from './load.mjs';
 import { startUpstream, cutoverContender, directContender, forwarderContender } from './contenders.mjs';
 
-export const THROUGHPUT_CONTENDERS = ['direct', 'undici', 'http-proxy', 'nginx', 'cutover-0', 'cutover-50', 'cutover-100'];
-export const LATENCY_CONTENDERS = ['direct', 'cutover-50', 'undici', 'http-proxy', 'nginx'];
+export const THROUGHPUT_CONTENDERS = ['direct', 'undici', 'http-proxy', 'reply-from', 'nginx', 'cutover-0', 'cutover-50', 'cutover-100'];
+export const LATENCY_CONTENDERS = ['direct', 'cutover-50', 'undici', 'http-proxy', 'reply-from', 'nginx'];
 
 export function median(xs) {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);

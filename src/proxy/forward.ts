@@ -106,8 +106,6 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
     this.status = statusCode;
     this.resumeUpstream = resume;
-    this.res[kStreaming] = this;
-    this.res.on('drain', resumeOnDrain);
     return true;
   }
 
@@ -122,8 +120,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     this.capture?.onData(chunk);
-    // false pauses the upstream socket until the client drains (see resumeOnDrain).
-    return this.res.write(chunk);
+    if (this.res.write(chunk)) return true;
+    // The client is slower than the upstream: false pauses the upstream socket until the client
+    // drains (resumeOnDrain). Listening only from the first backpressure on keeps the listener
+    // off the common path, where the whole response fits the socket's buffer.
+    if (this.res[kStreaming] !== this) {
+      this.res[kStreaming] = this;
+      this.res.on('drain', resumeOnDrain);
+    }
+    return false;
   }
 
   onComplete(): void {

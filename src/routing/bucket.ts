@@ -8,8 +8,15 @@ import murmurhash from 'murmurhash';
  * UTF-16 unit, so it disagrees for non-ASCII ids).
  */
 export function bucketOf(groupId: string, userId: string): number {
-  return (murmurhash.v3(groupId + ':' + userId, 0) % 100) + 1;
+  const key = groupId + ':' + userId;
+  // murmurhash encodes a string argument with a new TextEncoder per call (~1 µs, the costliest
+  // step of routing a request); encoding into one reused buffer gives it the same UTF-8 bytes.
+  // 256 UTF-16 units are at most 768 UTF-8 bytes, so a short key always fits.
+  if (key.length <= 256) return (murmurhash.v3(scratch.subarray(0, scratch.write(key, 0, 'utf8')), 0) % 100) + 1;
+  return (murmurhash.v3(key, 0) % 100) + 1;
 }
+
+const scratch = Buffer.allocUnsafe(768);
 
 /** flexibleRollout's rule: on when the rollout is above 0 and the bucket is within it. */
 export function inRollout(bucket: number, percentage: number): boolean {

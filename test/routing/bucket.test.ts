@@ -115,6 +115,19 @@ t.test('non-ASCII ids hash their UTF-8 bytes (as the Go, Java and Rust SDKs do)'
   }
 });
 
+t.test('long and multi-byte ids hash the same whether or not they fit the reused buffer', async (t) => {
+  // Keys up to 256 UTF-16 units go through a reused 768-byte buffer, longer ones as strings:
+  // both sides of that line, in 1-, 2-, 3- and 4-byte UTF-8, must hash their full UTF-8 bytes.
+  for (const unit of ['a', 'é', '€', '🚀']) {
+    for (const keyLength of [255, 256, 257, 600]) {
+      const id = unit.repeat(Math.ceil((keyLength - 'f:'.length) / unit.length));
+      const expected = (murmur3Bytes(Buffer.from(`f:${id}`, 'utf8')) % 100) + 1;
+      t.equal(bucketOf('f', id), expected, `${unit} x ${id.length / unit.length} (key ${id.length + 2} units)`);
+    }
+  }
+  t.equal(bucketOf('f', 'short'), (murmur3Bytes(Buffer.from('f:short')) % 100) + 1, 'a short id after long ones: no stale bytes');
+});
+
 t.test('10,000 ids land within 1.5 points of the percentage', async (t) => {
   for (const pct of [1, 10, 25, 50, 75, 90, 99]) {
     let inside = 0;
