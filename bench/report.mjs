@@ -56,6 +56,7 @@ export function formatLatency(l) {
     n,
     num(r.paced.latency.p50, 3),
     num(r.paced.latency.p99, 3),
+    r.paced.p99Range ? `${num(r.paced.p99Range[0], 2)}-${num(r.paced.p99Range[1], 2)}` : '',
     signed(r.addedP99Ms?.paced, 3),
     num(r.paced.rps),
     num(r.autocannon.latency.p50, 3),
@@ -65,9 +66,9 @@ export function formatLatency(l) {
     r.paced.non2xx + r.paced.errors + r.autocannon.non2xx + r.autocannon.errors,
   ]);
   return (
-    `Latency at a fixed ${l.params.rate} req/s, ${l.params.duration} s each (ms; "+p99" = added over direct)\n` +
+    `Latency at a fixed ${l.params.rate} req/s, ${l.params.duration} s each (ms; "+p99" = added over direct; steady: median of ${l.params.rounds ?? 1} alternating rounds)\n` +
     `  steady: open-loop pacer, one request every ${(1000 / l.params.rate).toFixed(1)} ms; autocannon: overallRate, which sends each second's quota as a burst over ${l.params.autocannonConnections} connections\n` +
-    table(['contender', 'steady p50', 'steady p99', '+p99', 'req/s', 'autoc p50', 'autoc p99', '+p99', 'proxy us/req', 'non-2xx+err'], rows)
+    table(['contender', 'steady p50', 'steady p99', 'p99 rounds', '+p99', 'req/s', 'autoc p50', 'autoc p99', '+p99', 'proxy us/req', 'non-2xx+err'], rows)
   );
 }
 

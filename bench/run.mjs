@@ -22,7 +22,8 @@ const HELP = `Usage: node bench/run.mjs [options]
   --connections C        autocannon connections for throughput and hang             [50]
   --warmup S             seconds of unmeasured load per contender before round 1   [2]
   --rate R               fixed rate for the latency scenario (req/s)               [1000]
-  --latency-duration S   seconds per contender and method in the latency scenario  [10]
+  --latency-duration S   seconds per contender, round and method (latency scenario) [5]
+  --latency-rounds N     steady-pacer rounds in the latency scenario, alternating   [4]
   --big-connections N    connections in the connections scenario                   [1000]
   --body-mb N            body size in the body scenario                           [10]
   --body-concurrency N   bodies in flight at once                                  [4]
@@ -47,7 +48,8 @@ function options(argv) {
       connections: { type: 'string', default: '50' },
       warmup: { type: 'string', default: '2' },
       rate: { type: 'string', default: '1000' },
-      'latency-duration': { type: 'string', default: '10' },
+      'latency-duration': { type: 'string', default: '5' },
+      'latency-rounds': { type: 'string', default: '4' },
       'big-connections': { type: 'string', default: '1000' },
       'body-mb': { type: 'string', default: '10' },
       'body-concurrency': { type: 'string', default: '4' },
@@ -84,6 +86,7 @@ function options(argv) {
     warmup: values.warmup === '0' ? 0 : pos('warmup', { int: false }),
     rate: pos('rate'),
     latencyDuration: pos('latency-duration', { int: false }),
+    latencyRounds: pos('latency-rounds'),
     bigConnections: pos('big-connections'),
     bodyMB: pos('body-mb'),
     bodyConcurrency: pos('body-concurrency'),

@@ -121,27 +121,48 @@ function ratios(results) {
   return out;
 }
 
-/** Added latency at a fixed 1,000 req/s, both with autocannon's overallRate and a steady pacer. */
+/**
+ * Added latency at a fixed 1,000 req/s. The steady pacer runs several rounds, contenders
+ * alternating, and each figure is the median over rounds: a p99 from one run on this shared
+ * machine moved by more than a millisecond between two runs of the same contender. autocannon's
+ * overallRate runs once per contender.
+ */
 export async function latency(ctx, contenders) {
   const { opts, log, upstreams } = ctx;
+  const rounds = Object.fromEntries(contenders.map((c) => [c.name, []]));
+  // Unmeasured: the pacer's own client code must be warm before its first measured request.
+  if (opts.warmup > 0) for (const c of contenders) await runPaced({ url: c.url, rate: opts.rate, duration: opts.warmup });
+  for (let r = 0; r < opts.latencyRounds; r++) {
+    for (const c of contenders.map((_, i) => contenders[(i + r) % contenders.length])) {
+      ctx.checkAborted();
+      const paced = await measure(c, upstreams, { rate: opts.rate, duration: opts.latencyDuration });
+      rounds[c.name].push(paced);
+      log(`latency round ${r + 1}/${opts.latencyRounds} ${c.name.padEnd(12)} steady pacer ${opts.rate}/s: ${fmt(paced)}`);
+    }
+  }
   const results = {};
   for (const c of contenders) {
     ctx.checkAborted();
-    // Unmeasured: the pacer's own client code must be warm before its first measured request.
-    if (opts.warmup > 0) await runPaced({ url: c.url, rate: opts.rate, duration: opts.warmup });
     const ac = await measure(c, upstreams, { connections: 10, duration: opts.latencyDuration, overallRate: opts.rate });
     log(`latency ${c.name.padEnd(12)} autocannon overallRate ${opts.rate}: ${fmt(ac)}`);
-    ctx.checkAborted();
-    const paced = await measure(c, upstreams, { rate: opts.rate, duration: opts.latencyDuration });
-    log(`latency ${c.name.padEnd(12)} steady pacer ${opts.rate}/s:          ${fmt(paced)}`);
-    results[c.name] = { autocannon: ac, paced };
+    const rs = rounds[c.name];
+    const pick = (f) => median(rs.map(f));
+    const paced = {
+      rps: pick((x) => x.rps),
+      latency: { p50: pick((x) => x.latency.p50), p90: pick((x) => x.latency.p90), p99: pick((x) => x.latency.p99), max: Math.max(...rs.map((x) => x.latency.max)) },
+      proxyCpuUsPerReq: pick((x) => x.proxyCpuUsPerReq),
+      non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
+      errors: rs.reduce((a, x) => a + x.errors, 0),
+      p99Range: [Math.min(...rs.map((x) => x.latency.p99)), Math.max(...rs.map((x) => x.latency.p99))],
+    };
+    results[c.name] = { autocannon: ac, paced, pacedRounds: rs };
   }
   const d = results.direct;
   for (const r of Object.values(results)) {
     r.addedP50Ms = d ? { autocannon: r.autocannon.latency.p50 - d.autocannon.latency.p50, paced: r.paced.latency.p50 - d.paced.latency.p50 } : undefined;
     r.addedP99Ms = d ? { autocannon: r.autocannon.latency.p99 - d.autocannon.latency.p99, paced: r.paced.latency.p99 - d.paced.latency.p99 } : undefined;
   }
-  return { params: { rate: opts.rate, duration: opts.latencyDuration, autocannonConnections: 10, pacerConnections: 64 }, results };
+  return { params: { rate: opts.rate, duration: opts.latencyDuration, rounds: opts.latencyRounds, autocannonConnections: 10, pacerConnections: 64 }, results };
 }
 
 /** A candidate that accepts requests and never answers; flag at 100%, route timeout 300ms. */
