@@ -11,6 +11,8 @@ import replyFrom from '@fastify/reply-from';
 const [kind, target] = process.argv.slice(2);
 const origin = new URL(target);
 
+// Written out here rather than imported from src/proxy/headers.ts on purpose: a baseline must
+// not share cutover's code (or its costs), only its rules.
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

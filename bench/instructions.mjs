@@ -36,13 +36,12 @@ try {
   process.exit(2);
 }
 
-/** Instructions so far, per thread, from callgrind_control (thread 1 is the main thread). */
+/** Instructions so far, all threads, from callgrind_control. */
 function counters(pid) {
   const text = execFileSync('callgrind_control', ['-e', 'Ir', String(pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const threads = [...text.matchAll(/^\s*Th\s+(\d+)\s+([\d,]+)/gm)].map((m) => [Number(m[1]), Number(m[2].replaceAll(',', ''))]);
   if (!threads.length) throw new Error(`no counters from callgrind_control for ${pid}: ${text}`);
-  const main = threads.find(([t]) => t === 1)?.[1] ?? 0;
-  return { main, all: threads.reduce((a, [, n]) => a + n, 0) };
+  return { all: threads.reduce((a, [, n]) => a + n, 0) };
 }
 
 async function load(c, requests) {

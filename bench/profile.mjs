@@ -25,12 +25,15 @@ const name = positionals[0] ?? 'cutover-50';
 function area(frame) {
   const url = frame.url;
   if (!url) return frame.functionName.startsWith('(') ? frame.functionName : '(native)';
-  if (url.includes('/node_modules/')) return url.split('/node_modules/').pop().split('/')[0].replace(/^(@[^/]+)$/, (s) => s);
+  if (url.includes('/node_modules/')) {
+    const parts = url.split('/node_modules/').pop().split('/');
+    return parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]; // @fastify/reply-from, not @fastify
+  }
   if (url.startsWith('node:')) {
     const m = /^node:(?:internal\/)?([^/]+)/.exec(url);
     return `node:${m?.[1] ?? url}`;
   }
-  if (url.includes(`${repoRoot}dist/`) || url.includes('/dist/')) return 'cutover';
+  if (url.includes('/dist/')) return 'cutover'; // ./dist or a --rev build's temp dist
   if (url.includes('/bench/')) return 'bench';
   return url;
 }

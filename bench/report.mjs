@@ -110,9 +110,9 @@ export function targets(res) {
   const t = res.throughput;
   const c50 = t?.results['cutover-50'];
   const check = (name, value, ok, shown) => out.push({ name, value, pass: Number.isFinite(value) ? ok(value) : undefined, shown });
-  if (c50 && t.results['http-proxy']) check('cutover-50 req/s >= 1.25x http-proxy', t.ratios.cutover50Vs['http-proxy'], (v) => v >= 1.25, ratio);
-  if (c50 && t.results['reply-from']) check('cutover-50 req/s >= 1.25x reply-from', t.ratios.cutover50Vs['reply-from'], (v) => v >= 1.25, ratio);
-  if (c50 && t.results.undici) check('cutover-50 req/s >= 0.85x bare undici', t.ratios.cutover50Vs.undici, (v) => v >= 0.85, ratio);
+  for (const [name, min, label] of [['http-proxy', 1.25, 'http-proxy'], ['reply-from', 1.25, 'reply-from'], ['undici', 0.85, 'bare undici']]) {
+    if (c50 && t.results[name]) check(`cutover-50 req/s >= ${min}x ${label}`, t.ratios.cutover50Vs[name], (v) => v >= min, ratio);
+  }
   const lc = res.latency?.results['cutover-50'];
   if (lc?.addedP99Ms) check('added p99 at 1k req/s <= 1 ms (steady pacer)', lc.addedP99Ms.paced, (v) => v <= 1, (v) => `${num(v, 3)} ms`);
   if (res.connections?.cutover) check('RSS < 150 MB at 1,000 connections', res.connections.cutover.rssPeakMB, (v) => v < 150, (v) => `${num(v, 1)} MB`);

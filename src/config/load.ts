@@ -93,6 +93,10 @@ export function parseConfigSources(sources: Array<{ file: string; text: string }
 }
 
 /** Validates config objects (one per source file) and merges them. Throws ConfigError. */
+/** Top-level sections that one file only may set (merging them would hide a mistake). */
+const SINGLE_KEYS = ['identity', 'limits', 'qaOverride', 'shadowing'] as const;
+type SingleKey = (typeof SINGLE_KEYS)[number];
+
 export function validateConfig(inputs: Array<{ file: string; data: unknown }>): Config {
   const problems: ConfigProblem[] = [];
   const files: Array<{ file: string; cfg: ConfigFile }> = [];
@@ -111,10 +115,7 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   const upstreams = new Map<string, UpstreamConfig>();
   const upstreamFile = new Map<string, string>();
   let def: { name: string; file: string } | undefined;
-  let identity: IdentityConfig | undefined;
-  let limits: LimitsConfig | undefined;
-  let qa: QaOverrideConfig | undefined;
-  let shadowing: ShadowingConfig | undefined;
+  const single: Pick<ConfigFile, SingleKey> = {};
   // Top-level keys that one file only may set (merging them would hide a mistake).
   const setIn = new Map<string, string>();
   const once = (key: string, file: string): void => {
@@ -136,21 +137,10 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
       once('default', file);
       def = { name: cfg.default, file };
     }
-    if (cfg.identity) {
-      once('identity', file);
-      identity = cfg.identity;
-    }
-    if (cfg.limits) {
-      once('limits', file);
-      limits = cfg.limits;
-    }
-    if (cfg.qaOverride) {
-      once('qaOverride', file);
-      qa = cfg.qaOverride;
-    }
-    if (cfg.shadowing) {
-      once('shadowing', file);
-      shadowing = cfg.shadowing;
+    for (const key of SINGLE_KEYS) {
+      if (cfg[key] === undefined) continue;
+      once(key, file);
+      Object.assign(single, { [key]: cfg[key] });
     }
     cfg.trustedProxies?.forEach((p, i) => {
       if (!validCidr(p)) problems.push({ file, key: `trustedProxies[${i}]`, message: `not an IP address or CIDR: ${p}` });
@@ -207,11 +197,11 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
   return {
     upstreams,
     default: def?.name,
-    identity: identity ?? DEFAULT_IDENTITY,
+    identity: single.identity ?? DEFAULT_IDENTITY,
     trustedProxies,
-    limits: limits ?? DEFAULT_LIMITS,
-    qaOverride: qa,
-    shadowing: shadowing ?? { concurrency: 16, queue: 256 },
+    limits: single.limits ?? DEFAULT_LIMITS,
+    qaOverride: single.qaOverride,
+    shadowing: single.shadowing ?? { concurrency: 16, queue: 256 },
     routes: routes.map((r) => r.route),
     files: inputs.map((i) => i.file),
   };

@@ -1,4 +1,7 @@
 /* eslint-disable */
+// Types only: erased at compile time, so the shipped function text still references nothing.
+import type { WindowSnapshot } from '../../observability/windows.js';
+
 /**
  * The dashboard's browser code. It is type-checked here and shipped as text
  * (`dashboardClient.toString()`), so it must use nothing from module scope: only browser globals.
@@ -7,15 +10,8 @@ export function dashboardClient(refreshMs: number): void {
   const TOKEN_KEY = 'cutover.adminToken';
   const HISTORY = 45; // samples in a trend line (90 s at the default 2 s refresh)
 
-  interface Snap {
-    requests: number;
-    rate: number;
-    errors: number;
-    error_rate: number | null;
-    p50_ms: number | null;
-    p95_ms: number | null;
-    p99_ms: number | null;
-  }
+  /** What /api/v1/status reports per window (observability/windows.ts). */
+  type Snap = Omit<WindowSnapshot, 'window_s'>;
   interface Health {
     healthy: boolean;
     ejectedUntil?: number;
