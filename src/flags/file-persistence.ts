@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { NAME_RE } from '../config/schema.js';
 import { parseFlagFile, type FlagState } from './model.js';
-import type { FlagChange, FlagPersistence } from './store.js';
+import { actorLabel, type FlagChange, type FlagPersistence } from './persistence.js';
 
 export const AUDIT_FILE = 'audit.log';
 
@@ -73,7 +73,7 @@ export class FilePersistence implements FlagPersistence {
     const line =
       JSON.stringify({
         time: change.time,
-        actor: change.actor.who ? `${change.actor.source}:${change.actor.who}` : change.actor.source,
+        actor: actorLabel(change.actor),
         source: change.actor.source,
         reason: change.actor.reason,
         flag: change.name,

@@ -7,89 +7,17 @@ import {
   compileFlag,
   NEW_FLAG,
   parsePatch,
-  ROUTING_FIELDS,
   sameState,
   type CompiledFlag,
   type FlagPatch,
   type FlagState,
   type FlagView,
 } from './model.js';
+import { fleetView, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
+import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
 
-/** Who made a change: shown in the audit log and in change events. */
-export interface Actor {
-  /** e.g. "admin-api", "file", "auto-disable", "library" */
-  source: string;
-  /** e.g. the remote address and X-Cutover-Actor of an admin call. */
-  who?: string;
-  reason?: string;
-}
-
-export interface FlagChange {
-  name: string;
-  before: FlagState | undefined;
-  after: FlagState | undefined;
-  actor: Actor;
-  time: string;
-}
-
-/** Where flag state is kept. The memory store has none; the file store writes flags/. */
-export interface FlagPersistence {
-  load(): Promise<Map<string, FlagState>>;
-  write(name: string, state: FlagState): Promise<void>;
-  audit(change: FlagChange): Promise<void>;
-  /** Calls `onExternal` whenever files may have changed underneath us. */
-  watch(onExternal: () => void): void;
-  /** Re-reads the store's files: name -> state, or an Error for a file that is invalid now. */
-  scan(): Promise<Map<string, FlagState | Error>>;
-  close(): Promise<void>;
-}
-
-/** How an external flag source is doing, for the admin API, logs and metrics. */
-export interface FlagSourceStatus {
-  kind: string;
-  /** True while the last fetch succeeded. */
-  up: boolean;
-  /** When the last fetch succeeded (ms since the epoch), if ever. */
-  lastSuccessAt: number | undefined;
-  lastFailureAt: number | undefined;
-  lastError: string | undefined;
-  /** What routing runs on now: live data, the bootstrap file (never reached yet), or nothing. */
-  servingFrom: 'source' | 'bootstrap' | 'nothing';
-  flags: number;
-}
-
-/** A change the source saw: the routing part of the state before and after (undefined: absent). */
-export interface ExternalChange {
-  name: string;
-  before: FlagView | undefined;
-  after: FlagView | undefined;
-}
-
-/**
- * A flag system outside cutover that owns routing flags: Unleash in fleet mode
- * (src/flags/unleash-source.ts). It owns every flag name: its SDK decides per user through
- * `CompiledFlag.evaluate`, and local files only add cutover's own per-replica settings
- * (auto-disable, health_check_interval, strict_validation, description).
- */
-export interface ExternalFlags {
-  readonly kind: string;
-  /** Loads the last good state and connects; `onChange` is called for every later change. */
-  start(onChange: (changes: ExternalChange[]) => void): Promise<void>;
-  /** Hot path: the compiled flag, or undefined when the source has no such flag. */
-  compiled(name: string): CompiledFlag | undefined;
-  /** The routing part of a flag's view (enabled, percentage, ... plus source info). */
-  view(name: string): FlagView | undefined;
-  names(): string[];
-  /**
-   * Applies the routing part of a patch in the source and resolves once this replica routes by
-   * it (or after a bounded wait). Throws FlagOwnedError when that is not possible from here
-   * (no admin token, fields the source has no place for) and FlagSourceError when it failed.
-   * Must not change anything when it throws FlagOwnedError.
-   */
-  apply(name: string, patch: FlagPatch, actor: Actor): Promise<void>;
-  status(): FlagSourceStatus;
-  close(): Promise<void>;
-}
+export type { Actor, FlagChange, FlagPersistence } from './persistence.js';
+export type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
 
 /**
  * Flag state for the hot path (sync `get`) with serialized, persisted, audited changes.
@@ -133,7 +61,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
 
   view(name: string): FlagView | undefined {
     const s = this.states.get(name);
-    if (this.external) return this.fleetView(name, s);
+    if (this.external) return fleetView(this.external, name, s);
     return s && { name, ...s };
   }
 
@@ -155,10 +83,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       const before = this.states.get(name);
       const after = applyPatch(before, valid);
       if (before !== undefined && sameState(before, after)) return { name, ...before };
-      after.updated_at = new Date().toISOString();
-      after.updated_by = actor.who ? `${actor.source}:${actor.who}` : actor.source;
-      await this.persistence?.write(name, after);
-      await this.record(name, before, after, actor);
+      await this.writeLocal(name, before, after, actor);
       return { name, ...after };
     });
   }
@@ -174,25 +99,14 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
    * changing anything if it cannot take them), cutover's own settings to the local file.
    */
   private setFleet(external: ExternalFlags, name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
-    const routingParts: Record<string, unknown> = {};
-    const localParts: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(patch)) {
-      if (v !== undefined) ((ROUTING_FIELDS as readonly string[]).includes(k) ? routingParts : localParts)[k] = v;
-    }
-    const routing = routingParts as FlagPatch;
-    const local = localParts as FlagPatch;
+    const { routing, local } = splitPatch(patch);
     return this.enqueue(async () => {
       const before = this.view(name);
       if (Object.keys(routing).length > 0) await external.apply(name, routing, actor);
       if (Object.keys(local).length > 0) {
         const was = this.states.get(name);
         const after = applyPatch(was, local);
-        if (was === undefined || !sameState(was, after)) {
-          after.updated_at = new Date().toISOString();
-          after.updated_by = actor.who ? `${actor.source}:${actor.who}` : actor.source;
-          await this.persistence?.write(name, after);
-          await this.record(name, was, after, actor);
-        }
+        if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
       }
       const view = this.view(name) ?? { name, ...NEW_FLAG };
       if (Object.keys(routing).length > 0) {
@@ -216,54 +130,18 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     });
   }
 
-  /** The routing flag as the hot path sees it: the source's decision plus local settings. */
   private recompose(name: string): void {
     const ext = this.external?.compiled(name);
     if (ext === undefined) {
       this.compiled.delete(name);
       return;
     }
-    const local = this.states.get(name);
-    this.compiled.set(
-      name,
-      local === undefined
-        ? ext
-        : {
-            ...ext,
-            autoDisableAfter: ext.enabled && local.auto_disable_on_failure ? local.auto_disable_after : 0,
-            healthIntervalMs: local.health_check_interval !== undefined ? local.health_check_interval * 1000 : undefined,
-          },
-    );
-  }
-
-  private fleetView(name: string, local: FlagState | undefined): FlagView | undefined {
-    const ext = this.external?.view(name);
-    if (ext === undefined) {
-      if (local === undefined) return undefined;
-      const kind = this.external?.kind ?? 'external';
-      return {
-        name,
-        ...local,
-        enabled: false,
-        source: 'file',
-        ignored: `not in ${kind}: in fleet mode only ${kind} routes, so routes using this flag go to legacy${local.enabled ? ' (the file says enabled: true)' : ''}`,
-      };
-    }
-    const own = local ?? NEW_FLAG;
-    return {
-      ...ext,
-      auto_disable_on_failure: own.auto_disable_on_failure,
-      auto_disable_after: own.auto_disable_after,
-      ...(own.health_check_interval !== undefined && { health_check_interval: own.health_check_interval }),
-      strict_validation: own.strict_validation,
-      ...(own.description !== undefined && { description: own.description }),
-    };
+    this.compiled.set(name, withLocalSettings(ext, this.states.get(name)));
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
     return this.queue.run(job);
   }
-
 
   private async reloadFromFiles(): Promise<void> {
     if (!this.persistence) return;
@@ -279,6 +157,14 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     for (const name of [...this.states.keys()]) {
       if (!found.has(name)) await this.record(name, this.states.get(name), undefined, { source: 'file' });
     }
+  }
+
+  /** A change of ours to the local state: stamped, written, audited, then live. */
+  private async writeLocal(name: string, before: FlagState | undefined, after: FlagState, actor: Actor): Promise<void> {
+    after.updated_at = new Date().toISOString();
+    after.updated_by = actorLabel(actor);
+    await this.persistence?.write(name, after);
+    await this.record(name, before, after, actor);
   }
 
   private async record(name: string, before: FlagState | undefined, after: FlagState | undefined, actor: Actor) {

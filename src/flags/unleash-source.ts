@@ -1,43 +1,13 @@
-import { join } from 'node:path';
-import type { Unleash, ClientFeaturesResponse, Context } from 'unleash-client';
-import type { Logger } from '../observability/logger.js';
-import { FlagOwnedError, NEW_FLAG, type CompiledFlag, type FlagPatch, type FlagView, type UnleashToggleInfo } from './model.js';
-import type { Actor, ExternalChange, ExternalFlags, FlagSourceStatus } from './store.js';
+import type { Unleash } from 'unleash-client';
+import { FlagOwnedError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
+import type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
+import type { Actor } from './persistence.js';
 import { BootstrapStorage } from './unleash-bootstrap.js';
-import { UnleashAdmin, type AdminFeature } from './unleash-admin.js';
+import { UnleashAdmin } from './unleash-admin.js';
+import { environmentOfToken, sdkConfig, type UnleashSourceOptions } from './unleash-options.js';
+import { compileToggle, expectedOf, toggleState, type Feature } from './unleash-toggles.js';
 
-type Feature = ClientFeaturesResponse['features'][number];
-
-/** The bootstrap file's name inside the flags directory. */
-export const UNLEASH_BOOTSTRAP_FILE = '.unleash-bootstrap.json';
-
-export interface UnleashSourceOptions {
-  /** The Unleash API URL, as for any server-side SDK: `https://unleash.example.com/api`. */
-  url: string;
-  /** A backend (client) token: `<project>:<environment>.<secret>`. */
-  apiToken: string;
-  /** Shown in Unleash's UI as the application [cutover]. */
-  appName?: string;
-  /** Poll period in ms [1000]. */
-  refreshIntervalMs?: number;
-  /** When set, admin POSTs for Unleash flags are applied through Unleash's Admin API. */
-  adminToken?: string;
-  /** The environment admin changes go to [from the API token, else "development"]. */
-  environment?: string;
-  /** Project for toggles created through the admin API ["default"]. */
-  project?: string;
-  /** Where the last fetched state is kept for restarts during an outage [no file]. */
-  bootstrapFile?: string;
-  /** How long start() waits for the first fetch when there is no bootstrap file, ms [5000]. */
-  startupWaitMs?: number;
-  /** Don't send usage metrics (per-toggle yes/no counts) to Unleash [false: send them]. */
-  disableMetrics?: boolean;
-  /** SDK request timeout, ms [10000]. */
-  timeoutMs?: number;
-  logger: Logger;
-}
-
-const NO_USER: Context = Object.freeze({});
+export { bootstrapFileIn, environmentOfToken, UNLEASH_BOOTSTRAP_FILE, type UnleashSourceOptions } from './unleash-options.js';
 
 /**
  * Routing flags from a real Unleash server through unleash-client (fleet mode).
@@ -87,18 +57,7 @@ export class UnleashSource implements ExternalFlags {
     const log = this.opts.logger;
     // Loaded only in fleet mode: the SDK and its dependencies cost ~19 MB of RSS otherwise.
     const { Unleash } = await import('unleash-client');
-    const client = new Unleash({
-      url: this.opts.url,
-      appName: this.opts.appName ?? 'cutover',
-      environment: this.environment,
-      customHeaders: { Authorization: this.opts.apiToken },
-      refreshInterval: this.refreshIntervalMs,
-      disableMetrics: this.opts.disableMetrics ?? false,
-      storageProvider: this.storage,
-      timeout: this.opts.timeoutMs ?? 10_000,
-      skipInstanceCountWarning: true,
-      disableAutoStart: true,
-    });
+    const client = new Unleash(sdkConfig(this.opts, this.environment, this.refreshIntervalMs, this.storage));
     this.client = client;
     client.on('changed', () => this.sync());
     client.on('ready', () => this.sync());
@@ -255,14 +214,14 @@ export class UnleashSource implements ExternalFlags {
     const now = new Date().toISOString();
     for (const f of features) {
       seen.add(f.name);
-      const state = stateOf(f);
+      const state = toggleState(f);
       const fp = JSON.stringify(state);
       if (this.fingerprints.get(f.name) === fp) continue;
       const before = this.views.get(f.name);
       const view: FlagView = { ...state, updated_at: now, updated_by: 'unleash' };
       this.fingerprints.set(f.name, fp);
       this.views.set(f.name, view);
-      this.compiledFlags.set(f.name, compile(client, f.name, view));
+      this.compiledFlags.set(f.name, compileToggle(client, f.name, view));
       changes.push({ name: f.name, before, after: view });
     }
     for (const name of [...this.views.keys()]) {
@@ -274,83 +233,4 @@ export class UnleashSource implements ExternalFlags {
     }
     if (changes.length > 0) this.onChange?.(changes);
   }
-}
-
-function compile(client: Unleash, name: string, v: FlagView): CompiledFlag {
-  return {
-    name,
-    groupId: name,
-    enabled: v.enabled,
-    percentage: v.percentage,
-    cohort: undefined,
-    exclude: undefined,
-    anonymous: v.anonymous,
-    autoDisableAfter: 0,
-    healthIntervalMs: undefined,
-    // Per request: one SDK call, as cheap as the SDK makes it (a map lookup, the strategy's
-    // murmur3 of "<groupId>:<userId>", and a usage counter unless metrics are disabled).
-    evaluate: (userId) => client.isEnabled(name, userId === undefined ? NO_USER : { userId }),
-  };
-}
-
-/**
- * The routing part of a toggle's view: enabled, and the percentage it rolls out to when that can
- * be told (one flexibleRollout or gradualRolloutUserId strategy: its rollout; no strategy or
- * "default": 100). With several strategies, constraints or segments the percentage is the
- * largest rollout and `unleash.percentage_exact` is false: the SDK's evaluation decides.
- */
-function stateOf(f: Feature): FlagView {
-  const strategies = (f.strategies ?? []).map((s) => {
-    const p = s.parameters ?? {};
-    const raw = s.name === 'flexibleRollout' ? p.rollout : s.name === 'gradualRolloutUserId' || s.name === 'gradualRolloutRandom' ? p.percentage : undefined;
-    const rollout = s.name === 'default' ? 100 : raw !== undefined ? Number(raw) : undefined;
-    return {
-      name: s.name,
-      ...(rollout !== undefined && Number.isFinite(rollout) && { rollout }),
-      ...(typeof p.stickiness === 'string' && { stickiness: p.stickiness }),
-      ...(typeof p.groupId === 'string' && { groupId: p.groupId }),
-      constraints: s.constraints?.length ?? 0,
-      segments: s.segments?.length ?? 0,
-    };
-  });
-  const rollouts = strategies.map((s) => s.rollout);
-  const percentage = strategies.length === 0 ? 100 : Math.max(0, ...rollouts.map((r) => r ?? 0));
-  const simple = strategies.length <= 1 && strategies.every((s) => s.rollout !== undefined && s.constraints === 0 && s.segments === 0);
-  const randomForAnonymous = strategies.some((s) => s.name === 'gradualRolloutRandom' || (s.name === 'flexibleRollout' && s.stickiness !== 'userId'));
-  const alwaysOn = strategies.length === 0 || strategies.some((s) => s.name === 'default' && s.constraints === 0 && s.segments === 0);
-  const unleash: UnleashToggleInfo = {
-    project: f.project,
-    type: f.type,
-    stale: f.stale ?? false,
-    strategies,
-    percentage_exact: simple,
-  };
-  return {
-    name: f.name,
-    ...NEW_FLAG,
-    enabled: f.enabled,
-    percentage: Math.min(100, Math.round(percentage)),
-    anonymous: alwaysOn ? 'candidate' : randomForAnonymous ? 'random' : 'legacy',
-    source: 'unleash',
-    unleash,
-  };
-}
-
-/** What the SDK should show once it has the admin change. */
-function expectedOf(f: AdminFeature, env: string): { enabled: boolean; percentage: number | undefined } {
-  const e = f.environments.find((x) => x.name === env);
-  const active = (e?.strategies ?? []).filter((s) => s.disabled !== true);
-  const only = active.length === 1 && active[0]?.name === 'flexibleRollout' ? Number(active[0].parameters.rollout) : undefined;
-  return { enabled: e?.enabled ?? false, percentage: only };
-}
-
-/** `<project>:<environment>.<secret>` -> the environment; undefined for other token formats. */
-export function environmentOfToken(token: string): string | undefined {
-  const m = /^[^:]+:([^.]+)\./.exec(token);
-  return m && m[1] !== '*' ? m[1] : undefined;
-}
-
-/** The default bootstrap file for a flags directory. */
-export function bootstrapFileIn(flagsDir: string): string {
-  return join(flagsDir, UNLEASH_BOOTSTRAP_FILE);
 }

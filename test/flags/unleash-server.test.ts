@@ -205,6 +205,9 @@ t.test('fleet mode against a real Unleash server', async (t) => {
     skipInstanceCountWarning: true,
   });
   t.teardown(() => oracle.destroy());
+  // Without a listener the SDK's failed fetches surface as unhandled rejections in this process.
+  const oracleErrors: string[] = [];
+  oracle.on('error', (err: Error) => oracleErrors.push(err.message));
   const oracleRollout = () => Number(oracle.getFeatureToggleDefinition(TOGGLE)?.strategies?.[0]?.parameters?.rollout);
   const oracleOn = (u: string) => oracle.isEnabled(TOGGLE, { userId: u });
   await until('the oracle to see 25%', 10_000, async () => oracle.getFeatureToggleDefinition(TOGGLE)?.enabled === true && oracleRollout() === 25);
@@ -305,6 +308,9 @@ t.test('fleet mode against a real Unleash server', async (t) => {
   const audit = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { source: string; flag: string });
   t.ok(audit.some((e) => e.source === 'unleash' && e.flag === TOGGLE), 'changes seen from Unleash are in the replica audit log');
   await new Promise((r) => setTimeout(r, 300)); // let the bootstrap file catch up with 50%
+  // The oracle's job is done; it must not poll a server that is about to die.
+  t.same(oracleErrors, [], 'the oracle fetched without errors while Unleash was up');
+  oracle.destroy();
   await stopUnleash(server, 'SIGKILL');
   const downMs = await until('replica A to report Unleash down', 15_000, async () => !(await sourceOf(a.admin)).up);
   await until('replica B to report Unleash down', 15_000, async () => !(await sourceOf(b.admin)).up);
