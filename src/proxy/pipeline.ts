@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
 import type { FallbackReason, Observer } from '../observability/observer.js';
 import type { CompiledFlag } from '../flags/model.js';
@@ -16,6 +15,7 @@ import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody, planBody } from './request-body.js';
+import { requestIdOf } from './request-id.js';
 import { UpgradeProxy } from './websocket.js';
 import { ResponseCapture } from '../shadow/capture.js';
 import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
@@ -108,8 +108,7 @@ class Exchange implements AttemptOwner, Chooser {
     const url = this.req.url ?? '/';
     this.path = requestPath(url);
     this.query = requestQuery(url);
-    const rid = this.req.headers['x-request-id'];
-    this.requestId = typeof rid === 'string' && rid.length > 0 && rid.length <= 200 ? rid : randomUUID();
+    this.requestId = requestIdOf(this.req.headers['x-request-id']);
     this.res[kExchange] = this;
     this.res.on('close', onClientClose);
 

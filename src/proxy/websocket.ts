@@ -2,13 +2,13 @@ import { request, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
 import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import type { Decision, Target } from '../routing/decide.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
+import { requestIdOf } from './request-id.js';
 import type { Upstream } from '../upstream/pools.js';
 import { appendForwarded } from './forwarded.js';
 import type { LiveFailure } from '../upstream/health.js';
@@ -92,12 +92,11 @@ class Tunnel implements Chooser {
     const req = this.req;
     if (this.socket.destroyed) return this.releaseTrial();
     const headers = copyRequestHeaders(req.rawHeaders, [], this.state.qa?.header);
-    const rid = req.headers['x-request-id'];
     headers.push(
       'connection', 'upgrade',
       'upgrade', String(req.headers.upgrade ?? 'websocket'),
       'host', up.preserveHost ? (req.headers.host ?? up.host) : up.host,
-      'x-request-id', typeof rid === 'string' && rid ? rid : randomUUID(),
+      'x-request-id', requestIdOf(req.headers['x-request-id']),
     );
     appendForwarded(req, this.state.trusted, headers);
     const send = up.secure ? httpsRequest : request;
