@@ -86,6 +86,22 @@ function num(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
+/**
+ * `String(Math.round(ms * 1000) / 1000)`, built from integers: turning a fractional double into
+ * its shortest decimal was ~1.2 us a request in a CPU profile (the costliest step of the line),
+ * small integers are cheap. Same text as JSON.stringify would give.
+ */
+export function millis(ms: number): string {
+  const us = Math.round(ms * 1000);
+  if (!(us >= 0 && us <= 0x7fffffff)) return num(us / 1000);
+  const whole = Math.floor(us / 1000);
+  const frac = us - whole * 1000;
+  if (frac === 0) return String(whole);
+  if (frac % 100 === 0) return whole + '.' + frac / 100;
+  if (frac % 10 === 0) return whole + (frac < 100 ? '.0' : '.') + frac / 10;
+  return whole + (frac < 10 ? '.00' : frac < 100 ? '.0' : '.') + frac;
+}
+
 const FLUSH_MS = 25;
 
 /** Request logs not yet written, flushed at exit. */
@@ -133,7 +149,6 @@ export class RequestLog {
   write(r: RequestRecord): void {
     if (this.log.levelVal > 30) return;
     const why = r.fallback === undefined ? r.why : FALLBACK_WHY[r.fallback];
-    const ms = Math.round(r.durationMs * 1000) / 1000;
     let user: string | undefined;
     if (r.userId !== undefined && this.mode !== 'none') user = this.mode === 'hash' ? this.hash(r.userId) : r.userId;
 
@@ -149,7 +164,7 @@ export class RequestLog {
         decided: r.fallback === undefined ? undefined : r.why,
         bucket: r.bucket,
         status: r.status,
-        ms,
+        ms: Math.round(r.durationMs * 1000) / 1000,
       };
       if (user !== undefined) line[this.mode === 'hash' ? 'userHash' : 'user'] = user;
       this.log.info(line, 'request');
@@ -167,7 +182,7 @@ export class RequestLog {
     line += ',"target":' + cached(r.target) + ',"why":' + cached(why);
     if (r.fallback !== undefined) line += ',"decided":' + cached(r.why);
     if (r.bucket !== undefined) line += ',"bucket":' + num(r.bucket);
-    line += ',"status":' + num(r.status) + ',"ms":' + num(ms);
+    line += ',"status":' + num(r.status) + ',"ms":' + millis(r.durationMs);
     // A hash is hex: nothing to escape.
     if (user !== undefined) line += this.mode === 'hash' ? ',"userHash":"' + user + '"' : ',"user":' + str(user);
     line += ',"msg":"request"}\n';

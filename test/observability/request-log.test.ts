@@ -6,7 +6,7 @@ import { startUpstream, twoSided, waitFor, writeConfig } from '../helpers/server
 import { serve } from '../../src/server.js';
 import { pino } from 'pino';
 import { createLogger } from '../../src/observability/logger.js';
-import { RequestLog, parseUserIdMode, type UserIdMode } from '../../src/observability/request-log.js';
+import { RequestLog, millis, parseUserIdMode, type UserIdMode } from '../../src/observability/request-log.js';
 import type { RequestRecord } from '../../src/observability/observer.js';
 import { bucketOf } from '../../src/routing/bucket.js';
 
@@ -199,6 +199,8 @@ t.test('the fast writer produces exactly what pino.info() would, escaping includ
     record({ requestId: 'quote" backslash\\ newline\n tab\t bell\u0007', path: '/p/ünïcødé/😀', userId: 'josé "the" user\u2028' }),
     record({ flag: undefined, bucket: undefined, userId: undefined, fallback: '5xx', target: 'legacy', status: 0, durationMs: 0 }),
     record({ durationMs: 1e-7 }),
+    record({ durationMs: 12.0456 }),
+    record({ durationMs: 30_000.5 }),
   ];
   for (const r of nasty) {
     fastLog.write(r);
@@ -221,7 +223,7 @@ t.test('the fast writer produces exactly what pino.info() would, escaping includ
   // pino writes a lone surrogate raw (it comes out as U+FFFD); the fast writer escapes it.
   fastLog.write(record({ requestId: 'lone \ud800 surrogate' }));
   fastLog.flush();
-  t.equal((fast.json()[4] as { requestId: string }).requestId, 'lone \ud800 surrogate', 'even a lone surrogate round-trips');
+  t.equal((fast.json()[nasty.length] as { requestId: string }).requestId, 'lone \ud800 surrogate', 'even a lone surrogate round-trips');
 });
 
 t.test('batched lines are written within 25 ms, and on close', async (t) => {
@@ -238,4 +240,15 @@ t.test('batched lines are written within 25 ms, and on close', async (t) => {
   t.ok(cap.lines.length > 3, `written while the burst was still running (${cap.lines.length} lines)`);
   log.flush();
   t.equal(cap.lines.length, 2003);
+});
+
+t.test('durations are written as String(Math.round(ms * 1000) / 1000) would write them', async (t) => {
+  const expected = (ms: number) => String(Math.round(ms * 1000) / 1000);
+  const cases = [0, 1e-7, 0.0004, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.12, 0.123, 1, 1.2, 1.02, 1.002, 1.5, 10.25, 99.999, 999.9995, 1234.5678, 65_000, 2_147_483.647, 3e6, 1e12];
+  let seed = 42;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 20_000; i++) cases.push(rnd() * 10 ** Math.floor(rnd() * 7 - 2));
+  const wrong = cases.filter((ms) => millis(ms) !== expected(ms)).map((ms) => `${ms}: ${millis(ms)} vs ${expected(ms)}`);
+  t.same(wrong, [], `${cases.length} durations`);
+  t.equal(millis(Number.NaN), 'null', 'not a number: null, as in JSON');
 });
