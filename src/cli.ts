@@ -11,6 +11,7 @@ import { serve, type Running } from './server.js';
 import { parseDuration } from './util/duration.js';
 import { reloadLogged } from './config/watch.js';
 import { DEFAULTS, ENV } from './defaults.js';
+import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from './util/heap-growth.js';
 
 const pkgRoot = fileURLToPath(new URL('..', import.meta.url));
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -40,6 +41,7 @@ Fleet mode (routing flags from Unleash; every option also from the environment):
 Environment:
   CUTOVER_ADMIN_TOKEN   when set, admin calls need "Authorization: Bearer <token>"
   LOG_LEVEL             pino level: trace, debug, info, warn, error    [info]
+  ${ENV.heapGrowingPercent}  V8 old-space growth per full GC, %; 0 = V8's own [${DEFAULT_HEAP_GROWING_PERCENT}]
 `;
 
 const CHECK_HELP = `Usage: cutover check --routes DIR [--flags DIR]
@@ -144,6 +146,12 @@ async function cmdServe(args: string[]): Promise<void> {
     SERVE_HELP,
   );
   const unleash = unleashOptions(v);
+  let heapGrowingPercent;
+  try {
+    heapGrowingPercent = applyHeapGrowth(process.env[ENV.heapGrowingPercent]);
+  } catch (err) {
+    fail((err as Error).message);
+  }
   const running = await startOrExplain({
     routesDir: (v.routes as string | undefined) ?? './routes',
     flagsDir: (v.flags as string | undefined) ?? './flags',
@@ -155,6 +163,7 @@ async function cmdServe(args: string[]): Promise<void> {
     adminToken: process.env[ENV.adminToken] || undefined,
     watchRoutes: v['no-watch'] !== true,
     ...(unleash && { unleash }),
+    startup: { heapGrowingPercent },
   });
   installSignals(running);
 }

@@ -16,6 +16,7 @@ export const ENV = {
   logLevel: 'LOG_LEVEL',
   logUserIds: 'CUTOVER_LOG_USER_IDS',
   logUserKey: 'CUTOVER_LOG_USER_KEY',
+  heapGrowingPercent: 'CUTOVER_HEAP_GROWING_PERCENT',
   unleashUrl: 'UNLEASH_URL',
   unleashToken: 'UNLEASH_API_TOKEN',
   unleashAppName: 'UNLEASH_APP_NAME',

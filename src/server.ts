@@ -14,6 +14,8 @@ export interface ServeOptions extends CutoverOptions {
   adminHost: string;
   /** How long in-flight requests may take to finish after SIGTERM before sockets are cut. */
   drainTimeoutMs: number;
+  /** Extra fields for the "cutover listening" line (the CLI's process-level settings). */
+  startup?: Record<string, unknown>;
 }
 
 export interface Running {
@@ -67,7 +69,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   await Promise.all([once(proxy, 'listening'), once(admin, 'listening')]);
   const proxyPort = (proxy.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;
-  logger.info({ proxy: `${options.host}:${proxyPort}`, admin: `${options.adminHost}:${adminPort}`, routes: cutover.config.routes.length }, 'cutover listening');
+  logger.info({ proxy: `${options.host}:${proxyPort}`, admin: `${options.adminHost}:${adminPort}`, routes: cutover.config.routes.length, ...options.startup }, 'cutover listening');
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
