@@ -17,8 +17,9 @@ const HELP = `Usage: node bench/run.mjs [options]
 
   --scenario LIST        all (default), or any of: throughput, latency, hang, shadow, connections, body
   --only LIST            contenders for throughput/latency: ${scenarios.THROUGHPUT_CONTENDERS.join(', ')}
-  --rounds N             throughput rounds, contenders alternating                 [3]
-  --duration S           seconds per contender per round (also hang, connections) [10]
+  --rounds N             throughput rounds, contenders alternating                 [6]
+  --duration S           seconds per contender per throughput round                [5]
+  --scenario-duration S  seconds of load in the hang, shadow and connections runs  [10]
   --connections C        autocannon connections for throughput and hang             [50]
   --warmup S             seconds of unmeasured load per contender before round 1   [2]
   --rate R               fixed rate for the latency scenario (req/s)               [1000]
@@ -43,8 +44,9 @@ function options(argv) {
     options: {
       scenario: { type: 'string', default: 'all' },
       only: { type: 'string' },
-      rounds: { type: 'string', default: '3' },
-      duration: { type: 'string', default: '10' },
+      rounds: { type: 'string', default: '6' },
+      duration: { type: 'string', default: '5' },
+      'scenario-duration': { type: 'string', default: '10' },
       connections: { type: 'string', default: '50' },
       warmup: { type: 'string', default: '2' },
       rate: { type: 'string', default: '1000' },
@@ -82,6 +84,7 @@ function options(argv) {
     cli: values.cli,
     rounds: pos('rounds'),
     duration: pos('duration', { int: false }),
+    scenarioDuration: pos('scenario-duration', { int: false }),
     connections: pos('connections'),
     warmup: values.warmup === '0' ? 0 : pos('warmup', { int: false }),
     rate: pos('rate'),

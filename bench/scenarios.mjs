@@ -174,7 +174,7 @@ export async function hang(ctx) {
   try {
     c = await cutoverContender('cutover-hang', legacy, hung, 100, { candidateHeadersTimeout: '300ms' });
     ctx.checkAborted();
-    const r = await measure(c, [legacy, hung], { connections: opts.connections, duration: opts.duration });
+    const r = await measure(c, [legacy, hung], { connections: opts.connections, duration: opts.scenarioDuration });
     log(`hang   cutover-100 -> hanging candidate: ${fmt(r)} statuses ${JSON.stringify(r.statusCodes)}`);
     const ok = r.statusCodes['200'] ?? 0;
     const note =
@@ -187,7 +187,7 @@ export async function hang(ctx) {
     log(`hang   ${note}`);
     return {
       note,
-      params: { connections: opts.connections, duration: opts.duration, candidateHeadersTimeout: '300ms', routeTimeout: '300ms', percentage: 100 },
+      params: { connections: opts.connections, duration: opts.scenarioDuration, candidateHeadersTimeout: '300ms', routeTimeout: '300ms', percentage: 100 },
       result: r,
       cutoverLogLines: { ...c.logs.byLevel },
       warnings: { ...c.logs.warnings },
@@ -211,7 +211,7 @@ export async function shadow(ctx) {
     const c = await cutoverContender(key, legacy, candidate, 50, { shadowPercentage });
     try {
       ctx.checkAborted();
-      const r = await measure(c, upstreams, { connections: opts.connections, duration: opts.duration });
+      const r = await measure(c, upstreams, { connections: opts.connections, duration: opts.scenarioDuration });
       let totals;
       if (shadowPercentage) totals = await fetch(`${c.admin}/api/v1/shadow/bench`).then((x) => x.json()).then((j) => j.totals, () => undefined);
       log(`shadow ${key.padEnd(20)} ${fmt(r)}${totals ? ` shadow ${JSON.stringify(totals)}` : ''}`);
@@ -222,7 +222,7 @@ export async function shadow(ctx) {
   }
   const a = out['cutover-50'].result;
   const b = out['cutover-50-shadow10'].result;
-  return { params: { connections: opts.connections, duration: opts.duration, shadowPercentage: 10 }, results: out, rpsRatio: b.rps / a.rps, cpuRatio: b.proxyCpuUsPerReq / a.proxyCpuUsPerReq };
+  return { params: { connections: opts.connections, duration: opts.scenarioDuration, shadowPercentage: 10 }, results: out, rpsRatio: b.rps / a.rps, cpuRatio: b.proxyCpuUsPerReq / a.proxyCpuUsPerReq };
 }
 
 function sampler(pid, everyMs) {
@@ -260,7 +260,7 @@ const memLine = (m) => `RSS idle ${m.rssIdleMB.toFixed(1)} MB, peak ${m.rssPeakM
 export async function connections(ctx) {
   const { opts, log, upstreams } = ctx;
   const [legacy, candidate] = upstreams;
-  const load = { connections: opts.bigConnections, duration: opts.duration };
+  const load = { connections: opts.bigConnections, duration: opts.scenarioDuration };
   const run = async (c) => {
     const o0 = listenOverflows();
     const r = await measure(c, upstreams, load);
