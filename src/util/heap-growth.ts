@@ -7,7 +7,7 @@ import { ENV } from '../defaults.js';
  * concurrent requests those objects outlive a scavenge or two and are promoted, and V8's default
  * heuristics then let old space fill with that garbage to several times the live size before a
  * full collection. With 1,000 keep-alive connections that took cutover from ~75 MB idle to
- * 170-200 MB RSS (a bare undici forwarder: 165-195 MB); growing by 10% per collection kept it at
+ * 167-208 MB RSS (a bare undici forwarder: 164-194 MB); growing by 10% per collection kept it at
  * ~130 MB (bench connections scenario; numbers in README "Performance").
  */
 export const DEFAULT_HEAP_GROWING_PERCENT = 10;
