@@ -11,7 +11,7 @@ import { serve, type Running } from './server.js';
 import { parseDuration } from './util/duration.js';
 import { reloadLogged } from './config/watch.js';
 import { DEFAULTS, ENV } from './defaults.js';
-import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT } from './util/heap-growth.js';
+import { applyHeapGrowth, DEFAULT_HEAP_GROWING_PERCENT, type HeapGrowth } from './util/heap-growth.js';
 
 const pkgRoot = fileURLToPath(new URL('..', import.meta.url));
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -146,7 +146,7 @@ async function cmdServe(args: string[]): Promise<void> {
     SERVE_HELP,
   );
   const unleash = unleashOptions(v);
-  let heapGrowingPercent;
+  let heapGrowingPercent: HeapGrowth;
   try {
     heapGrowingPercent = applyHeapGrowth(process.env[ENV.heapGrowingPercent]);
   } catch (err) {
