@@ -45,6 +45,89 @@ export function copyRequestHeaders(raw: readonly string[], out: string[], drop?:
   return out;
 }
 
+/** What the proxy does with a response header, decided by its name. */
+const PASS = 0;
+const HOP = 1;
+const CONNECTION = 2;
+const REQUEST_ID = 3;
+
+interface KnownName {
+  readonly bytes: Buffer;
+  readonly text: string;
+  readonly kind: number;
+  /** The last value seen under this name (cached names only), to reuse its string when it repeats. */
+  readonly value: Buffer | undefined;
+  valueLength: number;
+  valueText: string;
+}
+
+/**
+ * Response header names already seen, by length and first letter. An upstream sends the same
+ * few names on every response; finding one by its bytes is cheaper than making a string,
+ * lowercasing it and hashing it for the set lookups each time (copying a response's headers was
+ * the proxy's costliest own step in a sampling profile). At most MAX_NAMES are kept, so an
+ * upstream inventing names cannot grow it; names past that are handled uncached. Each cached
+ * name also remembers its last value (up to 64 bytes): content-type, server, cache-control and
+ * even date repeat from one response to the next.
+ */
+const knownNames = new Map<number, KnownName[]>();
+let knownCount = 0;
+const MAX_NAMES = 512;
+const MAX_CACHED = 64;
+
+function kindOf(lower: string): number {
+  if (lower === 'connection') return CONNECTION;
+  if (HOP_BY_HOP.has(lower)) return HOP;
+  return lower === 'x-request-id' ? REQUEST_ID : PASS;
+}
+
+function nameOf(b: Buffer): KnownName {
+  const len = b.length;
+  const key = len * 256 + ((b[0] as number) | 0x20);
+  const list = knownNames.get(key);
+  if (list !== undefined) {
+    for (let j = 0; j < list.length; j++) {
+      const n = list[j] as KnownName;
+      if (sameBytes(n.bytes, b, len)) return n;
+    }
+  }
+  const text = b.toString('latin1');
+  const lower = text.toLowerCase();
+  const cache = len > 0 && len <= MAX_CACHED && knownCount < MAX_NAMES;
+  const n: KnownName = {
+    bytes: Buffer.from(b),
+    text,
+    kind: kindOf(lower),
+    // Cookies are per user: not kept in memory past their response.
+    value: cache && lower !== 'set-cookie' ? Buffer.alloc(MAX_CACHED) : undefined,
+    valueLength: -1,
+    valueText: '',
+  };
+  if (cache) {
+    knownCount++;
+    if (list === undefined) knownNames.set(key, [n]);
+    else list.push(n);
+  }
+  return n;
+}
+
+function valueOf(n: KnownName, b: Buffer): string {
+  const len = b.length;
+  const cached = n.value;
+  if (cached === undefined || len > MAX_CACHED) return b.toString('latin1');
+  if (len === n.valueLength && sameBytes(cached, b, len)) return n.valueText;
+  const text = b.toString('latin1');
+  for (let i = 0; i < len; i++) cached[i] = b[i] as number;
+  n.valueLength = len;
+  n.valueText = text;
+  return text;
+}
+
+function sameBytes(a: Buffer, b: Buffer, len: number): boolean {
+  for (let i = 0; i < len; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Converts undici's raw response headers (Buffers, flat) into strings for `res.writeHead` in one
  * pass, dropping hop-by-hop headers and those named in Connection, and adding `x-request-id`
@@ -55,14 +138,13 @@ export function copyResponseHeaders(raw: readonly Buffer[], requestId: string): 
   let named: Set<string> | undefined;
   let hasRequestId = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') named = tokensOf((raw[i + 1] as Buffer).toString('latin1'), named);
-      continue;
+    const name = nameOf(raw[i] as Buffer);
+    if (name.kind !== PASS) {
+      if (name.kind === CONNECTION) named = tokensOf((raw[i + 1] as Buffer).toString('latin1'), named);
+      if (name.kind !== REQUEST_ID) continue;
+      hasRequestId = true;
     }
-    if (lower === 'x-request-id') hasRequestId = true;
-    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
+    out.push(name.text, valueOf(name, raw[i + 1] as Buffer));
   }
   // Rare: a Connection header naming other headers, which may have come before it.
   const result = named === undefined ? out : withoutNamed(out, named);

@@ -242,6 +242,22 @@ t.test('batched lines are written within 25 ms, and on close', async (t) => {
   t.equal(cap.lines.length, 2003);
 });
 
+t.test('lines keep their order and bytes across batch boundaries, a line longer than a batch included', async (t) => {
+  const cap = capture();
+  const log = new RequestLog(createLogger({ destination: cap.stream }), { userIds: 'none' });
+  const long = '/long/' + 'ü😀x'.repeat(12_000); // ~100k UTF-8 bytes: more than a whole batch
+  const ids: string[] = [];
+  for (let i = 0; i < 600; i++) {
+    ids.push(`r${i}`);
+    log.write(record({ requestId: `r${i}`, path: i === 300 ? long : `/p/ünï/${i}` }));
+  }
+  log.flush();
+  const got = cap.json();
+  t.same(got.map((l) => l.requestId), ids, 'every line, in order');
+  t.equal(got[300]!.path, long, 'the long line whole');
+  t.equal(got[599]!.path, '/p/ünï/599', 'multi-byte text intact');
+});
+
 t.test('durations are written as String(Math.round(ms * 1000) / 1000) would write them', async (t) => {
   const expected = (ms: number) => String(Math.round(ms * 1000) / 1000);
   const cases = [0, 1e-7, 0.0004, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.12, 0.123, 1, 1.2, 1.02, 1.002, 1.5, 10.25, 99.999, 999.9995, 1234.5678, 65_000, 2_147_483.647, 3e6, 1e12];

@@ -100,3 +100,37 @@ t.test('an upstream header Node will not relay becomes a 502, not a crash', asyn
   t.match(r.json(), { error: 'bad_gateway' });
   t.equal((await http(`${proxy}/api/x`)).status, 502, 'still serving');
 });
+
+t.test('each response relays its own header values, as names and values change between responses', async (t) => {
+  // The proxy remembers header names (and each name's last value) by their bytes: every
+  // response must still carry its own values, casing and hop-by-hop treatment.
+  let n = 0;
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => {
+    n++;
+    const head: string[] = ['X-Seq', String(40 + (n % 10)), 'content-type', n % 2 ? 'text/plain' : 'text/html!', 'x-same', 'same'];
+    head.push(n % 2 ? 'X-Mixed-Case' : 'x-mixed-case', `v${n % 3}`);
+    if (n % 3 === 0) head.push('Connection', 'keep-alive, x-dropped', 'x-dropped', 'secret', 'X-Request-Id', `up-${n}`);
+    else head.push('x-dropped', `kept-${n}`);
+    head.push('set-cookie', `s=${n}`, 'set-cookie', `t=${n}`);
+    res.writeHead(200, head);
+    res.end('ok');
+  });
+  const candidate = await startUpstream(t, 'candidate');
+  const { proxy } = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate)));
+  for (let i = 1; i <= 12; i++) {
+    const r = await rawPath(proxy, 'GET', '/api/h', undefined, { 'x-request-id': `client-${i}` });
+    t.equal(r.status, 200);
+    t.equal(r.headers['x-seq'], String(40 + (i % 10)), `response ${i}: its own value`);
+    t.equal(r.headers['content-type'], i % 2 ? 'text/plain' : 'text/html!');
+    t.equal(r.headers['x-same'], 'same');
+    t.equal(r.headers['x-mixed-case'], `v${i % 3}`);
+    t.same(r.headers['set-cookie'], [`s=${i}`, `t=${i}`]);
+    if (i % 3 === 0) {
+      t.notOk(r.headers['x-dropped'], `response ${i}: named in Connection, dropped`);
+      t.equal(r.headers['x-request-id'], `up-${i}`, "the upstream's request id kept");
+    } else {
+      t.equal(r.headers['x-dropped'], `kept-${i}`, `response ${i}: not named in Connection, kept`);
+      t.equal(r.headers['x-request-id'], `client-${i}`);
+    }
+  }
+});
