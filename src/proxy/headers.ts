@@ -19,12 +19,39 @@ const HOP_BY_HOP = new Set([
 /** Request headers the proxy sets itself (after dropping the client's copies). */
 const MANAGED_REQUEST = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
 
+/** Header names remembered per direction (see requestNames and knownNames). */
+const MAX_NAMES = 512;
+
+/** A request header name as a client spelled it: its lowercase form, and whether it never passes. */
+interface RequestName {
+  readonly lower: string;
+  readonly drop: boolean;
+}
+
+/**
+ * Request header names seen so far, by spelling: clients send the same few on every request, and
+ * a lookup is cheaper than lowercasing each name and hashing the result for two set lookups. At
+ * most MAX_NAMES are kept (past that, names are classified uncached), so clients inventing names
+ * cannot grow it.
+ */
+const requestNames = new Map<string, RequestName>();
+
+function requestName(name: string): RequestName {
+  let n = requestNames.get(name);
+  if (n === undefined) {
+    const lower = name.toLowerCase();
+    n = { lower, drop: HOP_BY_HOP.has(lower) || MANAGED_REQUEST.has(lower) };
+    if (requestNames.size < MAX_NAMES) requestNames.set(name, n);
+  }
+  return n;
+}
+
 /** Names listed in Connection (lowercased), or undefined when there are none to drop. */
 function connectionTokens(raw: readonly string[]): Set<string> | undefined {
   let out: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') out = tokensOf(raw[i + 1] as string, out);
+    if (name.length === 10 && requestName(name).lower === 'connection') out = tokensOf(raw[i + 1] as string, out);
   }
   return out;
 }
@@ -37,9 +64,9 @@ export function copyRequestHeaders(raw: readonly string[], out: string[], drop?:
   const extra = connectionTokens(raw);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || MANAGED_REQUEST.has(lower) || lower === drop) continue;
-    if (extra !== undefined && extra.has(lower)) continue;
+    const n = requestName(name);
+    if (n.drop || n.lower === drop) continue;
+    if (extra !== undefined && extra.has(n.lower)) continue;
     out.push(name, raw[i + 1] as string);
   }
   return out;
@@ -72,7 +99,6 @@ interface KnownName {
  */
 const knownNames = new Map<number, KnownName[]>();
 let knownCount = 0;
-const MAX_NAMES = 512;
 const MAX_CACHED = 64;
 
 function kindOf(lower: string): number {
