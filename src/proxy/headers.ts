@@ -19,7 +19,7 @@ const HOP_BY_HOP = new Set([
 /** Request headers the proxy sets itself (after dropping the client's copies). */
 const MANAGED_REQUEST = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
 
-/** Header names remembered per direction (see requestNames and knownNames). */
+/** Header names remembered per direction (see requestNames and responseNames). */
 const MAX_NAMES = 512;
 
 /** A request header name as a client spelled it: its lowercase form, and whether it never passes. */
@@ -97,8 +97,8 @@ interface KnownName {
  * name also remembers its last value (up to 64 bytes): content-type, server, cache-control and
  * even date repeat from one response to the next.
  */
-const knownNames = new Map<number, KnownName[]>();
-let knownCount = 0;
+const responseNames = new Map<number, KnownName[]>();
+let responseCount = 0;
 const MAX_CACHED = 64;
 
 function kindOf(lower: string): number {
@@ -110,7 +110,7 @@ function kindOf(lower: string): number {
 function nameOf(b: Buffer): KnownName {
   const len = b.length;
   const key = len * 256 + ((b[0] as number) | 0x20);
-  const list = knownNames.get(key);
+  const list = responseNames.get(key);
   if (list !== undefined) {
     for (let j = 0; j < list.length; j++) {
       const n = list[j] as KnownName;
@@ -119,9 +119,9 @@ function nameOf(b: Buffer): KnownName {
   }
   const text = b.toString('latin1');
   const lower = text.toLowerCase();
-  const cache = len > 0 && len <= MAX_CACHED && knownCount < MAX_NAMES;
+  const cache = len > 0 && len <= MAX_CACHED && responseCount < MAX_NAMES;
   const n: KnownName = {
-    bytes: Buffer.from(b),
+    bytes: cache ? Buffer.from(b) : b, // a copy only when kept: b is a view of undici's read buffer
     text,
     kind: kindOf(lower),
     // Cookies are per user: not kept in memory past their response.
@@ -130,8 +130,8 @@ function nameOf(b: Buffer): KnownName {
     valueText: '',
   };
   if (cache) {
-    knownCount++;
-    if (list === undefined) knownNames.set(key, [n]);
+    responseCount++;
+    if (list === undefined) responseNames.set(key, [n]);
     else list.push(n);
   }
   return n;
