@@ -89,7 +89,7 @@ interface KnownName {
 }
 
 /**
- * Response header names already seen, by length and first letter. An upstream sends the same
+ * Response header names already seen, by length and first byte. An upstream sends the same
  * few names on every response; finding one by its bytes is cheaper than making a string,
  * lowercasing it and hashing it for the set lookups each time (copying a response's headers was
  * the proxy's costliest own step in a sampling profile). At most MAX_NAMES are kept, so an
@@ -109,7 +109,7 @@ function kindOf(lower: string): number {
 
 function nameOf(b: Buffer): KnownName {
   const len = b.length;
-  const key = len * 256 + ((b[0] as number) | 0x20);
+  const key = len * 256 + (b[0] ?? 0);
   const list = responseNames.get(key);
   if (list !== undefined) {
     for (let j = 0; j < list.length; j++) {
