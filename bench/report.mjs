@@ -6,6 +6,7 @@ import { join } from 'node:path';
 const num = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const ratio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
 const signed = (x, d = 2) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(d)}` : '-');
+const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '-');
 
 function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -58,17 +59,22 @@ export function formatLatency(l) {
     num(r.paced.latency.p99, 3),
     r.paced.p99Range ? `${num(r.paced.p99Range[0], 2)}-${num(r.paced.p99Range[1], 2)}` : '',
     signed(r.addedP99Ms?.paced, 3),
+    pct(r.paced.latency.over1msShare),
     num(r.paced.rps),
+    num(r.paced.proxyCpuUsPerReq, 0),
+    num(r.paced.proxyRunQueueWaitUsPerReq, 0),
+    num(r.paced.proxyWakeupsPerReq, 2),
     num(r.autocannon.latency.p50, 3),
     num(r.autocannon.latency.p99, 3),
     signed(r.addedP99Ms?.autocannon, 3),
-    num(r.autocannon.proxyCpuUsPerReq, 1),
     r.paced.non2xx + r.paced.errors + r.autocannon.non2xx + r.autocannon.errors,
   ]);
   return (
-    `Latency at a fixed ${l.params.rate} req/s, ${l.params.duration} s each (ms; "+p99" = added over direct; steady: median of ${l.params.rounds ?? 1} alternating rounds)\n` +
-    `  steady: open-loop pacer, one request every ${(1000 / l.params.rate).toFixed(1)} ms; autocannon: overallRate, which sends each second's quota as a burst over ${l.params.autocannonConnections} connections\n` +
-    table(['contender', 'steady p50', 'steady p99', 'p99 rounds', '+p99', 'req/s', 'autoc p50', 'autoc p99', '+p99', 'proxy us/req', 'non-2xx+err'], rows)
+    `Latency at a fixed ${l.params.rate} req/s (ms; "+p99" = added over direct)\n` +
+    `  steady: open-loop pacer, one request every ${(1000 / l.params.rate).toFixed(1)} ms, ${l.params.rounds} rounds of ${l.params.roundSeconds} s (after ${l.params.leadInSeconds ?? 0} s unmeasured), contenders alternating; percentiles over all rounds' requests, "p99 rounds" the lowest and highest round\n` +
+    `  autocannon: overallRate for ${l.params.duration} s, which sends each second's quota as a burst over ${l.params.autocannonConnections} connections\n` +
+    `  proxy CPU, run-queue wait (runnable, waiting for a core) and wakeups (times put on a core) are per request, under the steady pacer\n` +
+    table(['contender', 'steady p50', 'steady p99', 'p99 rounds', '+p99', '> 1 ms', 'req/s', 'proxy CPU us', 'run-queue wait us', 'wakeups', 'autoc p50', 'autoc p99', '+p99', 'non-2xx+err'], rows)
   );
 }
 

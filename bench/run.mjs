@@ -23,8 +23,9 @@ const HELP = `Usage: node bench/run.mjs [options]
   --connections C        autocannon connections for throughput and hang             [50]
   --warmup S             seconds of unmeasured load per contender before round 1   [2]
   --rate R               fixed rate for the latency scenario (req/s)               [1000]
-  --latency-duration S   seconds per contender, round and method (latency scenario) [5]
-  --latency-rounds N     steady-pacer rounds in the latency scenario, alternating   [4]
+  --latency-rounds N     steady-pacer rounds in the latency scenario, alternating   [20]
+  --latency-slice S      seconds per contender per steady-pacer round              [1]
+  --latency-duration S   seconds per contender of autocannon overallRate           [5]
   --big-connections N    connections in the connections scenario                   [1000]
   --body-mb N            body size in the body scenario                           [10]
   --body-concurrency N   bodies in flight at once                                  [4]
@@ -51,7 +52,8 @@ function options(argv) {
       warmup: { type: 'string', default: '2' },
       rate: { type: 'string', default: '1000' },
       'latency-duration': { type: 'string', default: '5' },
-      'latency-rounds': { type: 'string', default: '4' },
+      'latency-rounds': { type: 'string', default: '20' },
+      'latency-slice': { type: 'string', default: '1' },
       'big-connections': { type: 'string', default: '1000' },
       'body-mb': { type: 'string', default: '10' },
       'body-concurrency': { type: 'string', default: '4' },
@@ -90,6 +92,7 @@ function options(argv) {
     rate: pos('rate'),
     latencyDuration: pos('latency-duration', { int: false }),
     latencyRounds: pos('latency-rounds'),
+    latencySlice: pos('latency-slice', { int: false }),
     bigConnections: pos('big-connections'),
     bodyMB: pos('body-mb'),
     bodyConcurrency: pos('body-concurrency'),

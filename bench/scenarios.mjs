@@ -1,7 +1,7 @@
 // The measurements. Each scenario returns a plain object that goes into the JSON as is.
 import http from 'node:http';
-import { cpuSeconds, memoryMB, listenOverflows, systemCpu } from './proc.mjs';
-import { runAutocannon, runPaced, postBody } from './load.mjs';
+import { cpuSeconds, memoryMB, listenOverflows, schedStats, systemCpu } from './proc.mjs';
+import { Latencies, pacedPool, runAutocannon, runPaced, postBody } from './load.mjs';
 import { startUpstream, cutoverContender, directContender, forwarderContender } from './contenders.mjs';
 
 export const THROUGHPUT_CONTENDERS = ['direct', 'undici', 'http-proxy', 'reply-from', 'nginx', 'cutover-0', 'cutover-50', 'cutover-100'];
@@ -30,15 +30,17 @@ async function upstreamCounts(upstreams) {
 async function measure(c, upstreams, load) {
   const before = await upstreamCounts(upstreams);
   const cpu0 = cpuSeconds(c.pid);
+  const sched0 = schedStats(c.pid);
   const upPids = [...new Set(upstreams.map((u) => u.pid))]; // shared upstream processes count once
   const up0 = upPids.reduce((a, pid) => a + cpuSeconds(pid), 0);
   const gen0 = process.cpuUsage();
   const sys0 = systemCpu();
-  const r = load.rate ? await runPaced({ url: c.url, rate: load.rate, duration: load.duration }) : await runAutocannon({ url: c.url, ...load });
+  const r = load.rate ? await runPaced({ url: c.url, ...load }) : await runAutocannon({ url: c.url, ...load });
   const gen = process.cpuUsage(gen0);
   const sys1 = systemCpu();
   const up1 = upPids.reduce((a, pid) => a + cpuSeconds(pid), 0);
   const cpu1 = cpuSeconds(c.pid);
+  const sched1 = schedStats(c.pid);
   const after = await upstreamCounts(upstreams);
   const n = r.requests || NaN;
   const served = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - before[k]]));
@@ -49,6 +51,8 @@ async function measure(c, upstreams, load) {
     ...r,
     proxyCpuUsPerReq: ((cpu1 - cpu0) * 1e6) / n,
     proxyCpuPct: ((cpu1 - cpu0) / secs) * 100,
+    proxyRunQueueWaitUsPerReq: ((sched1.waitSeconds - sched0.waitSeconds) * 1e6) / n,
+    proxyWakeupsPerReq: (sched1.slices - sched0.slices) / n,
     // % of one core used by processes outside the bench during the run, and hypervisor steal.
     otherCpuPct: Math.max(0, ((sys1.busy - sys0.busy - ours) / secs) * 100),
     stealPct: ((sys1.steal - sys0.steal) / secs) * 100,
@@ -62,6 +66,7 @@ async function measure(c, upstreams, load) {
 const fmt = (r) =>
   `${Math.round(r.rps)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, p99 ${r.latency.p99.toFixed(2)} ms` +
   `${Number.isFinite(r.proxyCpuUsPerReq) ? `, proxy ${r.proxyCpuUsPerReq.toFixed(1)} us/req` : ''}` +
+  `${Number.isFinite(r.proxyRunQueueWaitUsPerReq) ? ` (waited for a core ${r.proxyRunQueueWaitUsPerReq.toFixed(0)} us)` : ''}` +
   `${r.non2xx || r.errors ? `, NON-2XX ${r.non2xx} ERRORS ${r.errors}` : ''}` +
   `${r.otherCpuPct > 10 || r.stealPct > 10 ? ` [noisy: other processes ${r.otherCpuPct.toFixed(0)}% of a core, steal ${r.stealPct.toFixed(0)}%]` : ''}`;
 
@@ -122,47 +127,70 @@ function ratios(results) {
 }
 
 /**
- * Added latency at a fixed 1,000 req/s. The steady pacer runs several rounds, contenders
- * alternating, and each figure is the median over rounds: a p99 from one run on this shared
- * machine moved by more than a millisecond between two runs of the same contender. autocannon's
- * overallRate runs once per contender.
+ * Added latency at a fixed 1,000 req/s. The steady pacer runs many short rounds (1 s), contenders
+ * alternating every round, and each percentile is taken over all of a contender's requests
+ * together. A noisy stretch of this shared machine lasts seconds, so short alternating rounds
+ * spread it over every contender alike: with 4 rounds of 5 s, one contender's p99 ranged from
+ * 1.39 to 6.88 ms between rounds of one run (2026-11-21). Connections stay open between rounds.
+ * autocannon's overallRate runs once per contender.
  */
+const LEAD_IN_S = 0.2;
+
 export async function latency(ctx, contenders) {
   const { opts, log, upstreams } = ctx;
-  const rounds = Object.fromEntries(contenders.map((c) => [c.name, []]));
-  // Unmeasured: the pacer's own client code must be warm before its first measured request.
-  if (opts.warmup > 0) for (const c of contenders) await runPaced({ url: c.url, rate: opts.rate, duration: opts.warmup });
-  for (let r = 0; r < opts.latencyRounds; r++) {
-    for (const c of contenders.map((_, i) => contenders[(i + r) % contenders.length])) {
-      ctx.checkAborted();
-      const paced = await measure(c, upstreams, { rate: opts.rate, duration: opts.latencyDuration });
-      rounds[c.name].push(paced);
-      log(`latency round ${r + 1}/${opts.latencyRounds} ${c.name.padEnd(12)} steady pacer ${opts.rate}/s: ${fmt(paced)}`);
+  const state = new Map(contenders.map((c) => [c.name, { pool: pacedPool(c.url), all: new Latencies(), rounds: [] }]));
+  try {
+    // Unmeasured: the pacer's client code and each contender's connections warm up first.
+    for (const c of contenders) await runPaced({ url: c.url, rate: opts.rate, duration: Math.max(opts.warmup, 0.5), pool: state.get(c.name).pool });
+    for (let r = 0; r < opts.latencyRounds; r++) {
+      const line = [];
+      for (const c of contenders.map((_, i) => contenders[(i + r) % contenders.length])) {
+        ctx.checkAborted();
+        const st = state.get(c.name);
+        // Unmeasured lead-in: after idling while the others ran, a Node proxy's first ~200
+        // requests were slower (>1 ms: 4.0% of them against 2.4% later, for cutover-50); at a
+        // steady 1k req/s in production there is no such idle gap.
+        await runPaced({ url: c.url, rate: opts.rate, duration: LEAD_IN_S, pool: st.pool });
+        const res = await measure(c, upstreams, { rate: opts.rate, duration: opts.latencySlice, pool: st.pool, into: st.all });
+        st.rounds.push(res);
+        line.push(`${c.name} ${res.latency.p99.toFixed(2)}${res.non2xx || res.errors ? ` (NON-2XX ${res.non2xx} ERRORS ${res.errors})` : ''}`);
+      }
+      log(`latency round ${r + 1}/${opts.latencyRounds} steady ${opts.rate}/s, p99 ms: ${line.join(', ')}`);
     }
+  } finally {
+    await Promise.all([...state.values()].map((st) => st.pool.destroy().catch(() => {})));
   }
   const results = {};
   for (const c of contenders) {
     ctx.checkAborted();
     const ac = await measure(c, upstreams, { connections: 10, duration: opts.latencyDuration, overallRate: opts.rate });
     log(`latency ${c.name.padEnd(12)} autocannon overallRate ${opts.rate}: ${fmt(ac)}`);
-    const rs = rounds[c.name];
-    const pick = (f) => median(rs.map(f));
+    const { all, rounds: rs } = state.get(c.name);
+    const sum = (f) => rs.reduce((a, x) => a + f(x), 0);
+    const requests = sum((x) => x.requests);
     const paced = {
-      rps: pick((x) => x.rps),
-      latency: { p50: pick((x) => x.latency.p50), p90: pick((x) => x.latency.p90), p99: pick((x) => x.latency.p99), max: Math.max(...rs.map((x) => x.latency.max)) },
-      proxyCpuUsPerReq: pick((x) => x.proxyCpuUsPerReq),
-      non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
-      errors: rs.reduce((a, x) => a + x.errors, 0),
+      rps: requests / sum((x) => x.duration ?? opts.latencySlice),
+      requests,
+      latency: all.summary(),
+      // Per request over all rounds: each round's figure weighted by its requests.
+      proxyCpuUsPerReq: sum((x) => x.proxyCpuUsPerReq * x.requests) / requests,
+      proxyRunQueueWaitUsPerReq: sum((x) => x.proxyRunQueueWaitUsPerReq * x.requests) / requests,
+      proxyWakeupsPerReq: sum((x) => x.proxyWakeupsPerReq * x.requests) / requests,
+      non2xx: sum((x) => x.non2xx),
+      errors: sum((x) => x.errors),
       p99Range: [Math.min(...rs.map((x) => x.latency.p99)), Math.max(...rs.map((x) => x.latency.p99))],
     };
-    results[c.name] = { autocannon: ac, paced, pacedRounds: rs };
+    results[c.name] = { autocannon: ac, paced, pacedRounds: rs.map((x) => ({ requests: x.requests, latency: x.latency, proxyCpuUsPerReq: x.proxyCpuUsPerReq, proxyRunQueueWaitUsPerReq: x.proxyRunQueueWaitUsPerReq })) };
   }
   const d = results.direct;
   for (const r of Object.values(results)) {
     r.addedP50Ms = d ? { autocannon: r.autocannon.latency.p50 - d.autocannon.latency.p50, paced: r.paced.latency.p50 - d.paced.latency.p50 } : undefined;
     r.addedP99Ms = d ? { autocannon: r.autocannon.latency.p99 - d.autocannon.latency.p99, paced: r.paced.latency.p99 - d.paced.latency.p99 } : undefined;
   }
-  return { params: { rate: opts.rate, duration: opts.latencyDuration, rounds: opts.latencyRounds, autocannonConnections: 10, pacerConnections: 64 }, results };
+  return {
+    params: { rate: opts.rate, roundSeconds: opts.latencySlice, leadInSeconds: LEAD_IN_S, rounds: opts.latencyRounds, duration: opts.latencyDuration, autocannonConnections: 10, pacerConnections: 64 },
+    results,
+  };
 }
 
 /** A candidate that accepts requests and never answers; flag at 100%, route timeout 300ms. */
