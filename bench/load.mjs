@@ -45,11 +45,28 @@ export function userRequests(path = '/api/items/42', users = 256) {
   return Array.from({ length: users }, (_, i) => ({ method: 'GET', path, headers: { 'x-user-id': `user-${i + 1}` } }));
 }
 
+/**
+ * Connection k of C sends requests k, k+C, k+2C, ... (one of them when C exceeds the list), so all
+ * users are still sent but each connection builds only its own. autocannon deep-clones its
+ * options and builds a buffer for every request of `requests` per connection: with 256 users and
+ * 1,000 connections that was 256,000 buffers and ~3 s of the load generator's CPU at the start,
+ * while the first requests' latency clocks ran. Those 1,000 requests were the connections
+ * scenario's "multi-second tail" in every contender, direct included (2026-11-21).
+ */
+function perConnection(requests, connections) {
+  let next = 0;
+  return (client) => {
+    const k = next++ % connections;
+    const mine = connections >= requests.length ? [requests[k % requests.length]] : requests.filter((_, i) => i % connections === k);
+    client.setRequests(mine.map((r) => ({ ...r, headers: { ...r.headers } })));
+  };
+}
+
 /** One autocannon run; resolves with throughput, µs-resolution latency and every error count. */
 export function runAutocannon({ url, connections, duration, amount, overallRate, requests = userRequests(), timeout = 10 }) {
   return new Promise((resolve, reject) => {
     const lat = new Latencies();
-    const opts = { url, connections, requests, timeout };
+    const opts = { url, connections, requests: requests.slice(0, 1), setupClient: perConnection(requests, connections), timeout };
     if (duration) opts.duration = duration;
     if (overallRate) opts.overallRate = overallRate;
     if (amount) opts.amount = amount; // a fixed number of requests instead of a duration

@@ -283,7 +283,8 @@ const memLine = (m) => `RSS idle ${m.rssIdleMB.toFixed(1)} MB, peak ${m.rssPeakM
 
 /**
  * 1,000 concurrent keep-alive connections: cutover's memory, against a fresh bare undici
- * forwarder for scale. Direct runs first to show what the load generator and kernel allow.
+ * forwarder for scale, both warmed first. Direct runs first to show what the load generator and
+ * kernel allow.
  */
 export async function connections(ctx) {
   const { opts, log, upstreams } = ctx;
@@ -305,6 +306,9 @@ export async function connections(ctx) {
     ctx.checkAborted();
     const c = await start();
     try {
+      // Warm, as in the throughput scenario. Cold, cutover spent its first second at 1,000
+      // connections compiling, its 300 ms route timeout fired on the candidate and ejected it.
+      if (opts.warmup > 0) await runAutocannon({ url: c.url, connections: opts.connections, duration: opts.warmup });
       out[key] = await withMemory(c, 100, () => run(c));
       if (c.logs) Object.assign(out[key], { cutoverLogLines: { ...c.logs.byLevel }, warnings: { ...c.logs.warnings }, lastWarnings: c.logs.tail });
       log(`conns  ${c.name.padEnd(10)} ${fmt(out[key])}, listen queue overflows ${out[key].listenOverflows}; ${memLine(out[key])}`);
