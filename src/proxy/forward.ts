@@ -62,6 +62,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private rejectedStatus = 0;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
+  /** The timeout fired; confirmed (or not) once this turn's I/O has been read. */
+  private expired = false;
   private bodyLimit = 0;
   private bodyBytes = 0;
 
@@ -82,6 +84,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onConnect(abort: (err?: Error) => void): void {
+    if (this.expired) this.timedOut(); // too late to send: a timeout, and not the upstream's
     if (this.settled) throw ABANDONED;
     this.sent = true;
     this.abortUpstream = abort;
@@ -153,9 +156,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.settle({ status: 0, error, headersSent: false });
   }
 
-  /** The route's timeout fired before response headers. */
+  expire(): void {
+    this.expired = true;
+    setImmediate(confirmAttemptTimeout, this);
+  }
+
+  /** The route's timeout fired before response headers (and headers did not arrive since). */
   timedOut(): void {
-    if (this.settled) return;
+    if (this.settled || this.status !== 0 || this.rejectedStatus !== 0) return;
     const err = Object.assign(new Error('no response headers within the route timeout'), { code: 'CUTOVER_ATTEMPT_TIMEOUT' });
     this.settle({ status: 0, error: new UpstreamError('timeout', this.upstream.name, err), headersSent: false });
     this.abortUpstream?.(err); // not yet sent: onConnect will drop it instead
@@ -188,7 +196,18 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * Node runs due timers before it polls sockets. After the event loop stalled (GC, a burst of
+ * work), a timer can fire while the answer already sits unread in the upstream socket: look once
+ * more after this turn's I/O before calling it a timeout, rather than discard that answer, fall
+ * back and blame the upstream. Costs one loop turn on a real timeout. Meanwhile an expired
+ * attempt still queued in the pool is never sent (onConnect).
+ */
 function onAttemptTimeout(attempt: Attempt): void {
+  attempt.expire();
+}
+
+function confirmAttemptTimeout(attempt: Attempt): void {
   attempt.timedOut();
 }
 

@@ -72,6 +72,29 @@ t.test('hanging candidate: each request finishes within timeout + legacy latency
   t.ok(after.every((r) => r.ms < 150), 'ejected candidate costs nothing');
 });
 
+t.test('an answer already waiting when the timeout fires late (event loop stalled) is used, not thrown away', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  // The candidate answers 50 ms after the request, but first holds this whole process (cutover
+  // included) for 200 ms, past the route's 100 ms timeout. When timers run again its answer is
+  // written first and sits unread in cutover's socket as the attempt's timer fires.
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ served_by: 'candidate' }));
+    }, 50);
+    const until = Date.now() + 200;
+    while (Date.now() < until);
+  });
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url, { timeout: '100ms' }), ALL_IN));
+  for (let i = 0; i < 3; i++) {
+    const r = await http(`${proxy}/api/item/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    t.equal(r.status, 200);
+    t.equal(r.json<{ served_by: string }>().served_by, 'candidate', `request ${i}: the candidate's answer is used`);
+  }
+  t.equal(legacy.seen.length, 0, 'nothing fell back to legacy');
+  t.equal(candidate.seen.length, 3, 'and the candidate was not ejected');
+});
+
 t.test('candidate resetting sockets: every GET answered by legacy', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await rawServer(t, (sock) => sock.once('data', () => sock.destroy()));
