@@ -22,10 +22,6 @@ export class Latencies {
     }
     this.v[this.n++] = ms;
   }
-  /** Appends another run's samples: a figure over several interleaved slices is one distribution. */
-  merge(other) {
-    for (let i = 0; i < other.n; i++) this.add(other.v[i]);
-  }
   summary() {
     const s = this.v.slice(0, this.n).sort();
     const pct = (p) => (this.n ? s[Math.min(this.n - 1, Math.ceil((p / 100) * this.n) - 1)] : NaN);

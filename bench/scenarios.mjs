@@ -64,6 +64,9 @@ function ratios(results) {
   return out;
 }
 
+/** Unmeasured requests at the start of each latency round (see the lead-in below). */
+const LEAD_IN_S = 0.2;
+
 /**
  * Added latency at a fixed 1,000 req/s. The steady pacer runs many short rounds (1 s), contenders
  * alternating every round, and each percentile is taken over all of a contender's requests
@@ -72,8 +75,6 @@ function ratios(results) {
  * 1.39 to 6.88 ms between rounds of one run (2026-11-21). Connections stay open between rounds.
  * autocannon's overallRate runs once per contender.
  */
-const LEAD_IN_S = 0.2;
-
 export async function latency(ctx, contenders) {
   const { opts, log, upstreams } = ctx;
   const state = new Map(contenders.map((c) => [c.name, { pool: pacedPool(c.url), all: new Latencies(), rounds: [] }]));
