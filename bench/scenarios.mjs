@@ -115,11 +115,15 @@ export async function latency(ctx, contenders) {
       proxyCpuUsPerReq: sum((x) => x.proxyCpuUsPerReq * x.requests) / requests,
       proxyRunQueueWaitUsPerReq: sum((x) => x.proxyRunQueueWaitUsPerReq * x.requests) / requests,
       proxyWakeupsPerReq: sum((x) => x.proxyWakeupsPerReq * x.requests) / requests,
+      // The host's noise while this contender was measured: % of a core the hypervisor gave to
+      // other guests, and used by processes outside the bench (averaged over its rounds).
+      stealPct: sum((x) => x.stealPct) / rs.length,
+      otherCpuPct: sum((x) => x.otherCpuPct) / rs.length,
       non2xx: sum((x) => x.non2xx),
       errors: sum((x) => x.errors),
       p99Range: [Math.min(...rs.map((x) => x.latency.p99)), Math.max(...rs.map((x) => x.latency.p99))],
     };
-    results[c.name] = { autocannon: ac, paced, pacedRounds: rs.map((x) => ({ requests: x.requests, latency: x.latency, proxyCpuUsPerReq: x.proxyCpuUsPerReq, proxyRunQueueWaitUsPerReq: x.proxyRunQueueWaitUsPerReq })) };
+    results[c.name] = { autocannon: ac, paced, pacedRounds: rs.map((x) => ({ requests: x.requests, latency: x.latency, proxyCpuUsPerReq: x.proxyCpuUsPerReq, proxyRunQueueWaitUsPerReq: x.proxyRunQueueWaitUsPerReq, stealPct: x.stealPct, otherCpuPct: x.otherCpuPct })) };
   }
   const d = results.direct;
   for (const r of Object.values(results)) {
