@@ -92,4 +92,7 @@ export async function withMemory(c, everyMs, work) {
   return { ...r, rssIdleMB: idle.rss, rssPeakMB: peak, rssEndMB: after.rss, peakMinusIdleMB: peak - idle.rss };
 }
 
-export const memLine = (m) => `RSS idle ${m.rssIdleMB.toFixed(1)} MB, peak ${m.rssPeakMB.toFixed(1)} MB (+${m.peakMinusIdleMB.toFixed(1)}), at end ${m.rssEndMB.toFixed(1)} MB`;
+const mb = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+
+/** withMemory's figures as one line, for the progress log and the printed report alike. */
+export const memLine = (m) => `RSS idle ${mb(m.rssIdleMB)} MB, peak ${mb(m.rssPeakMB)} MB (peak - idle ${mb(m.peakMinusIdleMB)} MB), at end ${mb(m.rssEndMB)} MB`;

@@ -2,6 +2,7 @@
 // are checked against ratios only, because absolute numbers on a shared 2-core box drift.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { memLine } from './measure.mjs';
 
 const num = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const ratio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
@@ -91,21 +92,19 @@ export function formatHang(h) {
   ].join('\n');
 }
 
-const mem = (m) => `RSS idle ${num(m.rssIdleMB, 1)} MB, peak ${num(m.rssPeakMB, 1)} MB (peak - idle ${num(m.peakMinusIdleMB, 1)} MB), at end ${num(m.rssEndMB, 1)} MB`;
-
 export function formatConnections(c) {
   const line = (name, r) =>
     `  ${name.padEnd(10)} ${num(r.rps)} req/s, p50 ${num(r.latency.p50, 2)} ms, p99 ${num(r.latency.p99, 2)} ms, max ${num(r.latency.max, 0)} ms, ` +
     `non-2xx ${r.non2xx}, errors ${r.errors}, proxy ${num(r.proxyCpuUsPerReq, 1)} us/req, listen queue overflows ${r.listenOverflows}`;
   const out = [`${c.params.connections} concurrent keep-alive connections, ${c.params.duration} s`, line('direct', c.direct)];
-  if (c.undici) out.push(line('undici', c.undici), `             ${mem(c.undici)}`);
-  if (c.cutover) out.push(line('cutover-50', c.cutover), `             ${mem(c.cutover)}`, `             cutover warnings: ${warned(c.cutover.warnings)}`);
+  if (c.undici) out.push(line('undici', c.undici), `             ${memLine(c.undici)}`);
+  if (c.cutover) out.push(line('cutover-50', c.cutover), `             ${memLine(c.cutover)}`, `             cutover warnings: ${warned(c.cutover.warnings)}`);
   return out.join('\n');
 }
 
 export function formatBody(b) {
   const line = (name, r) =>
-    `  ${name.padEnd(10)} ${r.intact}/${r.uploads} arrived intact, statuses ${JSON.stringify(r.statusCodes)}, ${num(r.MBps)} MB/s; ${mem(r)}`;
+    `  ${name.padEnd(10)} ${r.intact}/${r.uploads} arrived intact, statuses ${JSON.stringify(r.statusCodes)}, ${num(r.MBps)} MB/s; ${memLine(r)}`;
   const out = [`${b.params.bodyMB} MB POST bodies streamed, ${b.params.repeats} batches of ${b.params.concurrency} at once (cutover route timeout ${b.params.routeTimeout})`];
   if (b.undici) out.push(line('undici', b.undici));
   if (b.cutover) out.push(line('cutover-50', b.cutover), `             cutover warnings: ${warned(b.cutover.warnings)}`);

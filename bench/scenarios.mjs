@@ -196,7 +196,6 @@ export async function shadow(ctx) {
   return { params: { connections: opts.connections, duration: opts.scenarioDuration, shadowPercentage: 10 }, results: out, rpsRatio: b.rps / a.rps, cpuRatio: b.proxyCpuUsPerReq / a.proxyCpuUsPerReq };
 }
 
-
 /**
  * 1,000 concurrent keep-alive connections: cutover's memory, against a fresh bare undici
  * forwarder for scale, both warmed first. Direct runs first to show what the load generator and
