@@ -1,88 +1,22 @@
 /* eslint-disable */
 // Types only: erased at compile time, so the shipped function text still references nothing.
-import type { WindowSnapshot } from '../../observability/windows.js';
+import type { DashboardFormat } from './format.js';
+import type { FlagView, PlanView, RouteStatus, Status, TargetView } from './status-types.js';
 
 /**
  * The dashboard's browser code. It is type-checked here and shipped as text
  * (`dashboardClient.toString()`), so it must use nothing from module scope: only browser globals.
  */
-export function dashboardClient(refreshMs: number): void {
+export function dashboardClient(refreshMs: number, format: DashboardFormat): void {
+  const { esc, fmtRate, fmtMs, fmtErr, errClass, fmtTime, healthDot, sparkline, fmtDur, fmtGate } = format;
   const TOKEN_KEY = 'cutover.adminToken';
   const HISTORY = 45; // samples in a trend line (90 s at the default 2 s refresh)
-
-  /** What /api/v1/status reports per window (observability/windows.ts). */
-  type Snap = Omit<WindowSnapshot, 'window_s'>;
-  interface Health {
-    healthy: boolean;
-    ejectedUntil?: number;
-    lastReason?: string;
-  }
-  interface TargetView {
-    upstream: string;
-    health: Health | null;
-    requests_total: number;
-    codes: Record<string, number>;
-    '1m': Snap;
-    '5m': Snap;
-  }
-  interface RouteStatus {
-    name: string;
-    match: { path: string; methods?: string[] } | null;
-    flag: string | null;
-    flag_state: { exists: boolean; enabled: boolean; percentage: number } | null;
-    legacy: TargetView;
-    candidate: TargetView | null;
-    fallbacks: { total: number; by_reason: Record<string, number>; '1m': number; '5m': number };
-    shadow?: Record<'1m' | '5m', { compared: number; mismatched: number; rate: number | null }>;
-  }
-  interface FlagView {
-    name: string;
-    enabled: boolean;
-    percentage: number;
-    description?: string;
-    auto_disable_on_failure?: boolean;
-    updated_at?: string;
-    updated_by?: string;
-    routes: string[];
-  }
-  interface Status {
-    time: string;
-    uptime_s: number;
-    routes: RouteStatus[];
-    flags: FlagView[];
-    upstreams: Array<{ name: string; health: Health | null; routes: string[] }>;
-  }
-
-  interface GateView {
-    value: number | null;
-    limit: number;
-    state: string;
-    detail: string;
-  }
-  interface PlanView {
-    flag: string;
-    state: string;
-    step: number;
-    steps: number;
-    percentage: number;
-    nextStepAt: string | null;
-    reason: string | null;
-    gates: Record<string, GateView>;
-    window: { seconds: number; candidateRequests: number; minRequests: number };
-    verdict: string;
-    plan: { steps: Array<{ percentage: number; hold: string }> };
-    time: string;
-  }
 
   const byId = (id: string) => document.getElementById(id) as HTMLElement;
   let token: string | null = sessionStorage.getItem(TOKEN_KEY);
   let tokenPrompt: Promise<void> | null = null;
   const p95History = new Map<string, number[]>();
   let timer: number | undefined;
-
-  function esc(v: unknown): string {
-    return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
-  }
 
   // ---------------------------------------------------------------- admin API, with the token
   async function api(path: string, init: RequestInit = {}): Promise<Response> {
@@ -129,61 +63,10 @@ export function dashboardClient(refreshMs: number): void {
     b.hidden = token === null;
   }
 
-  // ---------------------------------------------------------------- formatting
-  function fmtRate(v: number): string {
-    if (v === 0) return '0';
-    if (v < 10) return v.toFixed(2);
-    if (v < 100) return v.toFixed(1);
-    return Math.round(v).toLocaleString('en-US');
-  }
-  function fmtMs(v: number | null): string {
-    if (v === null) return '—';
-    if (v < 1) return v.toFixed(2) + ' ms';
-    if (v < 100) return v.toFixed(1) + ' ms';
-    if (v < 1000) return Math.round(v) + ' ms';
-    return (v / 1000).toFixed(2) + ' s';
-  }
-  function fmtErr(v: number | null): string {
-    if (v === null) return '—';
-    if (v === 0) return '0 %';
-    const p = v * 100;
-    return (p < 0.1 ? p.toFixed(3) : p < 10 ? p.toFixed(2) : p.toFixed(1)) + ' %';
-  }
-  function errClass(v: number | null): string {
-    if (v === null || v === 0) return '';
-    if (v >= 0.05) return 'bad';
-    if (v >= 0.01) return 'warn';
-    return 'meh';
-  }
-  function fmtUptime(s: number): string {
-    const d = Math.floor(s / 86400);
-    const h = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    return d ? d + 'd ' + h + 'h' : h ? h + 'h ' + m + 'm' : m + 'm ' + (s % 60) + 's';
-  }
-  function fmtTime(iso: string | undefined): string {
-    if (!iso) return '';
-    const d = new Date(iso);
-    return isNaN(d.getTime()) ? '' : d.toLocaleTimeString('en-GB', { hour12: false });
-  }
-  function healthDot(h: Health | null): string {
-    if (h === null) return '<span class="dot unknown" title="no health data yet"></span>';
-    if (h.healthy) return '<span class="dot ok" title="healthy"></span>';
-    return '<span class="dot down" title="' + esc('unhealthy' + (h.lastReason ? ': ' + h.lastReason : '')) + '"></span>';
-  }
-  function sparkline(values: number[]): string {
-    if (values.length < 2) return '<svg class="spark" viewBox="0 0 120 28"></svg>';
-    const max = Math.max(...values, 1e-9);
-    const step = 120 / (HISTORY - 1);
-    const x0 = 120 - (values.length - 1) * step;
-    const pts = values.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (26 - (v / max) * 24).toFixed(1)).join(' ');
-    return '<svg class="spark" viewBox="0 0 120 28" preserveAspectRatio="none"><polyline points="' + pts + '"/></svg>';
-  }
-
   // ---------------------------------------------------------------- rendering
   function render(s: Status): void {
     byId('updated').textContent = 'updated ' + fmtTime(s.time);
-    byId('uptime').textContent = 'up ' + fmtUptime(s.uptime_s);
+    byId('uptime').textContent = 'up ' + fmtDur(s.uptime_s * 1000);
     renderUpstreams(s);
     renderFlags(s.flags);
     renderRoutes(s.routes);
@@ -313,19 +196,6 @@ export function dashboardClient(refreshMs: number): void {
   }
 
   // ---------------------------------------------------------------- rollout plans
-  function fmtDur(ms: number): string {
-    const s = Math.max(0, Math.round(ms / 1000));
-    const d = Math.floor(s / 86400);
-    const h = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    return d ? d + 'd ' + h + 'h' : h ? h + 'h ' + m + 'm' : m ? m + 'm ' + (s % 60) + 's' : s + 's';
-  }
-  function fmtGate(name: string, v: number | null): string {
-    if (v === null) return '—';
-    if (/Ms$/.test(name)) return fmtMs(v);
-    if (/VsLegacy$/.test(name)) return (v < 10 ? v.toFixed(2) : v.toFixed(0)) + '×';
-    return fmtErr(v);
-  }
   function nextStep(p: PlanView): string {
     if (p.state !== 'running' || p.nextStepAt === null) return '';
     const left = Date.parse(p.nextStepAt) - Date.parse(p.time);
@@ -428,7 +298,7 @@ export function dashboardClient(refreshMs: number): void {
       '<td class="num err ' + errClass(m5.error_rate) + '">' + fmtErr(m5.error_rate) + '</td>' +
       '<td class="num">' + fmtMs(m5.p95_ms) + '</td>' +
       '<td class="num">' + fmtMs(m5.p99_ms) + '</td>' +
-      '<td class="trend ' + target + '">' + sparkline(hist) + '</td></tr>'
+      '<td class="trend ' + target + '">' + sparkline(hist, HISTORY) + '</td></tr>'
     );
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { dashboardClient } from './client.js';
+import { dashboardFormat } from './format.js';
 
 /** How often the page polls /api/v1/status. */
 export const REFRESH_MS = 2000;
@@ -155,7 +156,7 @@ const BODY = `
 <div id="toast" class="toast" role="status" aria-live="polite"></div>
 `;
 
-const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS});`;
+const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS}, (${dashboardFormat.toString()})());`;
 
 /** The whole page: inline CSS and JS, nothing fetched from anywhere but /api/v1. */
 export const DASHBOARD_HTML = `<!doctype html>
