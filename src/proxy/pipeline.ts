@@ -1,15 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '../observability/logger.js';
-import type { FallbackReason, Observer } from '../observability/observer.js';
-import type { CompiledFlag } from '../flags/model.js';
+import type { FallbackReason } from '../observability/observer.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import type { Decision, Target } from '../routing/decide.js';
-import { choose, UNROUTED, type Chooser } from '../routing/choose.js';
+import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
-import type { LiveFailure } from '../upstream/health.js';
-import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
-import { sendProxyError, type UpstreamError } from './errors.js';
+import { liveFailure, recordLegacy } from '../upstream/outcomes.js';
 import { appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
@@ -19,24 +15,17 @@ import { requestIdOf } from './request-id.js';
 import { UpgradeProxy } from './websocket.js';
 import { ResponseCapture } from '../shadow/capture.js';
 import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
+import { cancelOnFinish, ExchangeState, trackClientClose, type PipelineDeps } from './exchange-state.js';
 
-export interface PipelineDeps {
-  flags: { get(name: string): CompiledFlag | undefined };
-  logger: Logger;
-  observer: Observer;
-  autoDisable: AutoDisable;
-  shadow?: Shadower | undefined;
-}
-
-const kExchange = Symbol('cutover.exchange');
-type Tracked = ServerResponse & { [kExchange]?: Exchange };
+export type { PipelineDeps };
 
 /**
  * The request's journey, top to bottom:
  *   match route -> identify user -> decide target -> health gate   (routing/choose.ts)
- *   -> forward within budget -> fall back (or hedge) -> respond -> observe   (here)
+ *   -> forward within budget -> fall back (or hedge) -> shadow -> respond   (here)
+ *   -> observe   (exchange-state.ts: finish)
  * Each step is a small module; this file only sequences them. One Exchange object per request
- * carries the state, so the hot path allocates no closures.
+ * carries the state (exchange-state.ts), so the hot path allocates no closures.
  */
 export class Pipeline {
   constructor(
@@ -65,52 +54,13 @@ export class Pipeline {
   }
 }
 
-class Exchange implements AttemptOwner, Chooser {
-  private readonly startedAt = performance.now();
-  private route: CompiledRoute | undefined;
-  private routeName = 'unrouted';
-  private decision: Decision = UNROUTED;
-  private userId: string | undefined;
-  private path = '/';
-  private query = '';
-  private requestId = '';
-  private headers: string[] = [];
-  private body: IncomingMessage | Buffer | null = null;
-  /** May a request the candidate saw be replayed on legacy? (safe method, or opted-in write) */
-  private replayable = false;
-  private bodyLimit = 0;
-  /** Mirror this request to the candidate once legacy has answered. */
-  private shadowing: CompiledShadow | undefined;
-  private capture: ResponseCapture | undefined;
-  private candidate: Attempt | undefined;
-  private legacy: Attempt | undefined;
-  private winner: Attempt | undefined;
-  private candidateSettled = false;
-  private legacyTries = 0;
-  private attempts = 0;
-  /** Length of `headers` before the first attempt appended its Host. */
-  private baseHeaders = 0;
-  private fallback: FallbackReason | undefined;
-  private hedgeTimer: NodeJS.Timeout | undefined;
-  /** This request holds the candidate's half-open trial: finish() frees it if no outcome did. */
-  private trial = false;
-  private done = false;
-
-  constructor(
-    private readonly state: RoutingState,
-    private readonly deps: PipelineDeps,
-    private readonly req: IncomingMessage,
-    private readonly res: Tracked,
-    private readonly next: (() => void) | undefined,
-  ) {}
-
+class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   start(): void {
     const url = this.req.url ?? '/';
     this.path = requestPath(url);
     this.query = requestQuery(url);
     this.requestId = requestIdOf(this.req.headers['x-request-id']);
-    this.res[kExchange] = this;
-    this.res.on('close', onClientClose);
+    trackClientClose(this, this.res);
 
     // 1-4. match route, identify user, decide target, health gate
     choose(this.state, this.deps.flags, this.req, this.path, this);
@@ -178,11 +128,6 @@ class Exchange implements AttemptOwner, Chooser {
     // Cancelling destroys the request stream (and socket): do it once the 413 is on the wire.
     this.res.once('finish', cancelOnFinish);
     this.reply(413, 'body_too_large', `request body is larger than ${this.state.maxBody} bytes`);
-  }
-
-  cancelAttempts(): void {
-    this.candidate?.cancel();
-    this.legacy?.cancel();
   }
 
   // 5. forward within budget
@@ -306,87 +251,9 @@ class Exchange implements AttemptOwner, Chooser {
       legacyResponse: (this.capture as ResponseCapture).response(),
     });
   }
-
-  /** Never replay a write the candidate may have seen, nor a body already streamed away. */
-  private canFallBack(attempt: Attempt): boolean {
-    if (!attempt.sent) return true; // the candidate provably never received a byte
-    return this.replayable && (this.body === null || this.body instanceof Buffer);
-  }
-
-  private candidateOutcome(failure: LiveFailure | undefined): void {
-    this.trial = false; // success() and failure() end the trial
-    recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
-  }
-
-  /** No verdict on the candidate (hedge lost, client left, 413, queued too long): free the trial. */
-  private releaseTrial(): void {
-    if (!this.trial) return;
-    this.trial = false;
-    this.route?.candidateHealth?.released();
-  }
-
-  private noteFallback(reason: FallbackReason): void {
-    this.fallback = reason;
-    this.deps.observer.fallback(this.routeName, reason);
-    // Failures are logged one by one (outlier ejection bounds how many there can be). While the
-    // candidate is ejected every request falls back: that is one ejection line, plus the metric
-    // and each request's own log line, not a warning per request.
-    if (reason !== 'unhealthy' && reason !== 'hedge') {
-      this.deps.logger.warn({ requestId: this.requestId, route: this.routeName, reason }, 'fallback to legacy');
-    }
-  }
-
-  private replyError(err: UpstreamError): void {
-    this.deps.logger.warn(
-      { requestId: this.requestId, route: this.routeName, upstream: err.upstream, kind: err.kind, err: err.cause.message },
-      'upstream failed',
-    );
-    this.reply(err.status, err.status === 504 ? 'upstream_timeout' : 'bad_gateway', `upstream ${err.upstream} failed: ${err.kind}`);
-  }
-
-  private reply(status: number, error: string, message: string): void {
-    sendProxyError(this.res, status, error, message, this.requestId);
-    this.finish();
-  }
-
-  /** The client's connection closed before the response finished. */
-  clientClosed(): void {
-    if (this.done) return;
-    this.cancelAttempts();
-    this.finish();
-  }
-
-  // 7. observe: one record per request
-  private finish(): void {
-    if (this.done) return;
-    this.done = true;
-    this.releaseTrial();
-    clearTimeout(this.hedgeTimer);
-    this.deps.observer.request({
-      requestId: this.requestId,
-      method: this.req.method as string,
-      path: this.path,
-      route: this.routeName,
-      flag: this.route?.flag,
-      target: this.winner?.target ?? (this.fallback ? 'legacy' : this.decision.target),
-      why: this.decision.why,
-      fallback: this.fallback,
-      bucket: this.decision.bucket,
-      userId: this.userId,
-      status: this.res.headersSent ? this.res.statusCode : 0,
-      durationMs: performance.now() - this.startedAt,
-    });
-  }
 }
 
 function onHedge(ex: Exchange): void {
   ex.hedge();
 }
 
-function cancelOnFinish(this: Tracked): void {
-  this[kExchange]?.cancelAttempts();
-}
-
-function onClientClose(this: Tracked): void {
-  if (!this.writableFinished) this[kExchange]?.clientClosed();
-}

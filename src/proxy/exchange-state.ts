@@ -1,0 +1,160 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../observability/logger.js';
+import type { FallbackReason, Observer } from '../observability/observer.js';
+import type { CompiledFlag } from '../flags/model.js';
+import type { CompiledRoute, RoutingState } from '../routing/compile.js';
+import type { Decision } from '../routing/decide.js';
+import { UNROUTED } from '../routing/choose.js';
+import type { LiveFailure } from '../upstream/health.js';
+import { recordCandidate, type AutoDisable } from '../upstream/outcomes.js';
+import type { ResponseCapture } from '../shadow/capture.js';
+import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
+import { sendProxyError, type UpstreamError } from './errors.js';
+import type { Attempt } from './forward.js';
+
+export interface PipelineDeps {
+  flags: { get(name: string): CompiledFlag | undefined };
+  logger: Logger;
+  observer: Observer;
+  autoDisable: AutoDisable;
+  shadow?: Shadower | undefined;
+}
+
+const kExchange = Symbol('cutover.exchange');
+type Tracked = ServerResponse & { [kExchange]?: ExchangeState };
+
+/**
+ * What one request carries through the pipeline, and how it ends: error replies, fallback notes,
+ * the candidate's verdict, and the one record the observer gets. The journey itself, the order
+ * in which these are called, is pipeline.ts's Exchange.
+ */
+export abstract class ExchangeState {
+  protected readonly startedAt = performance.now();
+  protected route: CompiledRoute | undefined;
+  protected routeName = 'unrouted';
+  protected decision: Decision = UNROUTED;
+  protected userId: string | undefined;
+  protected path = '/';
+  protected query = '';
+  protected requestId = '';
+  protected headers: string[] = [];
+  protected body: IncomingMessage | Buffer | null = null;
+  /** May a request the candidate saw be replayed on legacy? (safe method, or opted-in write) */
+  protected replayable = false;
+  protected bodyLimit = 0;
+  /** Mirror this request to the candidate once legacy has answered. */
+  protected shadowing: CompiledShadow | undefined;
+  protected capture: ResponseCapture | undefined;
+  protected candidate: Attempt | undefined;
+  protected legacy: Attempt | undefined;
+  protected winner: Attempt | undefined;
+  protected candidateSettled = false;
+  protected legacyTries = 0;
+  protected attempts = 0;
+  /** Length of `headers` before the first attempt appended its Host. */
+  protected baseHeaders = 0;
+  protected fallback: FallbackReason | undefined;
+  protected hedgeTimer: NodeJS.Timeout | undefined;
+  /** This request holds the candidate's half-open trial: finish() frees it if no outcome did. */
+  protected trial = false;
+  protected done = false;
+
+  constructor(
+    protected readonly state: RoutingState,
+    protected readonly deps: PipelineDeps,
+    protected readonly req: IncomingMessage,
+    protected readonly res: ServerResponse,
+    protected readonly next: (() => void) | undefined,
+  ) {}
+
+  cancelAttempts(): void {
+    this.candidate?.cancel();
+    this.legacy?.cancel();
+  }
+
+  /** Never replay a write the candidate may have seen, nor a body already streamed away. */
+  protected canFallBack(attempt: Attempt): boolean {
+    if (!attempt.sent) return true; // the candidate provably never received a byte
+    return this.replayable && (this.body === null || this.body instanceof Buffer);
+  }
+
+  protected candidateOutcome(failure: LiveFailure | undefined): void {
+    this.trial = false; // success() and failure() end the trial
+    recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
+  }
+
+  /** No verdict on the candidate (hedge lost, client left, 413, queued too long): free the trial. */
+  protected releaseTrial(): void {
+    if (!this.trial) return;
+    this.trial = false;
+    this.route?.candidateHealth?.released();
+  }
+
+  protected noteFallback(reason: FallbackReason): void {
+    this.fallback = reason;
+    this.deps.observer.fallback(this.routeName, reason);
+    // Failures are logged one by one (outlier ejection bounds how many there can be). While the
+    // candidate is ejected every request falls back: that is one ejection line, plus the metric
+    // and each request's own log line, not a warning per request.
+    if (reason !== 'unhealthy' && reason !== 'hedge') {
+      this.deps.logger.warn({ requestId: this.requestId, route: this.routeName, reason }, 'fallback to legacy');
+    }
+  }
+
+  protected replyError(err: UpstreamError): void {
+    this.deps.logger.warn(
+      { requestId: this.requestId, route: this.routeName, upstream: err.upstream, kind: err.kind, err: err.cause.message },
+      'upstream failed',
+    );
+    this.reply(err.status, err.status === 504 ? 'upstream_timeout' : 'bad_gateway', `upstream ${err.upstream} failed: ${err.kind}`);
+  }
+
+  protected reply(status: number, error: string, message: string): void {
+    sendProxyError(this.res, status, error, message, this.requestId);
+    this.finish();
+  }
+
+  /** The client's connection closed before the response finished. */
+  clientClosed(): void {
+    if (this.done) return;
+    this.cancelAttempts();
+    this.finish();
+  }
+
+  /** 7. observe: one record per request. */
+  protected finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.releaseTrial();
+    clearTimeout(this.hedgeTimer);
+    this.deps.observer.request({
+      requestId: this.requestId,
+      method: this.req.method as string,
+      path: this.path,
+      route: this.routeName,
+      flag: this.route?.flag,
+      target: this.winner?.target ?? (this.fallback ? 'legacy' : this.decision.target),
+      why: this.decision.why,
+      fallback: this.fallback,
+      bucket: this.decision.bucket,
+      userId: this.userId,
+      status: this.res.headersSent ? this.res.statusCode : 0,
+      durationMs: performance.now() - this.startedAt,
+    });
+  }
+}
+
+/** The client's connection closing, routed to its request without a closure per request. */
+export function trackClientClose(ex: ExchangeState, res: ServerResponse): void {
+  (res as Tracked)[kExchange] = ex;
+  res.on('close', onClientClose);
+}
+
+/** A 'finish' listener: cancels the request's attempts once its response is sent. */
+export function cancelOnFinish(this: ServerResponse): void {
+  (this as Tracked)[kExchange]?.cancelAttempts();
+}
+
+function onClientClose(this: Tracked): void {
+  if (!this.writableFinished) this[kExchange]?.clientClosed();
+}
