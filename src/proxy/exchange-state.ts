@@ -75,7 +75,12 @@ export abstract class ExchangeState {
   /** Never replay a write the candidate may have seen, nor a body already streamed away. */
   protected canFallBack(attempt: Attempt): boolean {
     if (!attempt.sent) return true; // the candidate provably never received a byte
-    return this.replayable && (this.body === null || this.body instanceof Buffer);
+    return this.replayable && this.bodyKept();
+  }
+
+  /** No body, or one held in memory: the request can be sent again. */
+  protected bodyKept(): boolean {
+    return this.body === null || this.body instanceof Buffer;
   }
 
   protected candidateOutcome(failure: LiveFailure | undefined): void {

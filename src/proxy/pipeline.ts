@@ -228,7 +228,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     if (this.candidate !== undefined && !this.candidateSettled) return; // hedged: the candidate may still answer
     // A keep-alive socket the upstream closed as we reused it: safe to try once more when the
     // request is idempotent and nothing of its body was consumed.
-    if (err.kind === 'reset' && this.legacyTries === 1 && IDEMPOTENT.has(this.req.method as string) && (this.body === null || this.body instanceof Buffer)) {
+    if (err.kind === 'reset' && this.legacyTries === 1 && IDEMPOTENT.has(this.req.method as string) && this.bodyKept()) {
       return this.launchLegacy();
     }
     this.replyError(err);
