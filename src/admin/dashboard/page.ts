@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { dashboardCards } from './cards.js';
 import { dashboardClient } from './client.js';
 import { dashboardFormat } from './format.js';
 
@@ -156,7 +157,7 @@ const BODY = `
 <div id="toast" class="toast" role="status" aria-live="polite"></div>
 `;
 
-const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS}, (${dashboardFormat.toString()})());`;
+const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS}, (${dashboardFormat.toString()})(), ${dashboardCards.toString()});`;
 
 /** The whole page: inline CSS and JS, nothing fetched from anywhere but /api/v1. */
 export const DASHBOARD_HTML = `<!doctype html>
