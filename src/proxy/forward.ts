@@ -53,6 +53,11 @@ const ABANDONED = new Error('attempt abandoned before it was sent');
 export class Attempt implements Dispatcher.DispatchHandler {
   /** True once undici started writing the request: the upstream may have seen it. */
   sent = false;
+  /** When undici started writing it (performance.now()), 0 until then. */
+  private sentAt = 0;
+  private timeoutMs = 0;
+  /** The upstream's `answered` when this attempt was dispatched. */
+  private answeredBefore = 0;
   /** Set when shadow mode wants a copy of this response. */
   capture: ResponseCapture | undefined;
   readonly startedAt = performance.now();
@@ -78,6 +83,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** `bodyLimit` > 0 counts an undeclared-length upload as undici writes it (without touching the stream). */
   start(req: ForwardRequest, timeoutMs: number, bodyLimit = 0): this {
     this.bodyLimit = bodyLimit;
+    this.timeoutMs = timeoutMs;
+    this.answeredBefore = this.upstream.answered;
     if (timeoutMs > 0) this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
     this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
     return this;
@@ -87,11 +94,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.expired) this.timedOut(); // too late to send: a timeout, and not the upstream's
     if (this.settled) throw ABANDONED;
     this.sent = true;
+    this.sentAt = performance.now();
     this.abortUpstream = abort;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
     if (statusCode < 200 || this.settled) return !this.settled; // 1xx: the final response is still to come
+    this.upstream.answered++;
     clearTimeout(this.timer);
     if (!this.owner.accept(this, statusCode)) {
       this.rejectedStatus = statusCode;
@@ -154,6 +163,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return;
     }
     this.settle({ status: 0, error, headersSent: false });
+  }
+
+  /**
+   * Whether a timeout counts against the upstream. The timer runs from dispatch, so a request that
+   * waited in cutover's own pool reaches the upstream with part of its time spent, and when one
+   * timeout costs the pool its connection the next queued request goes out with even less. A
+   * timeout is the upstream's when it held the request for at least half the timeout, or when it
+   * answered nothing else while this request waited (a hung upstream is still found behind a
+   * saturated pool); otherwise it is cutover's queueing and must not eject a working upstream.
+   */
+  timeoutIsUpstreams(): boolean {
+    if (!this.sent) return false;
+    return performance.now() - this.sentAt >= this.timeoutMs / 2 || this.upstream.answered === this.answeredBefore;
   }
 
   expire(): void {

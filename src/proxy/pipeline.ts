@@ -204,9 +204,10 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     });
     if (attempt.target === 'candidate') {
       this.candidateSettled = true;
-      // A timeout while the request still waited in our own pool is cutover's queueing, not the
-      // candidate failing: fall back, but don't eject the candidate or count toward auto-disable.
-      const ours = err?.kind === 'timeout' && !attempt.sent;
+      // A timeout while the request waited in our own pool, or that left the candidate too
+      // little of the time, is cutover's queueing, not the candidate failing: fall back, but
+      // don't eject the candidate or count toward auto-disable.
+      const ours = err?.kind === 'timeout' && !attempt.timeoutIsUpstreams();
       if (ours) this.releaseTrial();
       else if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
     } else {

@@ -14,6 +14,8 @@ export interface Upstream {
   readonly hostname: string;
   readonly port: number;
   readonly secure: boolean;
+  /** Responses it has begun (final status received): whether it answered anything lately. */
+  answered: number;
 }
 
 export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
@@ -34,6 +36,7 @@ export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
     hostname: cfg.url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(cfg.url.port) || (cfg.url.protocol === 'https:' ? 443 : 80),
     secure: cfg.url.protocol === 'https:',
+    answered: 0,
   };
 }
 

@@ -259,6 +259,47 @@ t.test("timeouts while queued in cutover's own pool fall back without blaming th
   t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
 });
 
+t.test('a busy pool that sends queued requests late does not get a working candidate ejected', async (t) => {
+  // One connection, a 150 ms candidate, a 200 ms timeout, requests arriving 20 ms apart: each
+  // queued request reaches the candidate with little of its time left, and each timeout costs the
+  // pool its connection. The candidate answered the first request while the others waited (all
+  // arrive within 80 ms): their timeouts are our queueing.
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json200(res), 150));
+  const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
+  const { proxy, admin, running } = await startCutover(
+    t,
+    await writeConfig(t, cfg, { f: { enabled: true, percentage: 100, auto_disable_on_failure: true } }),
+  );
+  const results = await Promise.all(
+    Array.from({ length: 5 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i * 20));
+      return http(`${proxy}/api/s/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    }),
+  );
+  t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
+  const served = results.map((r) => r.json<{ served_by: string }>().served_by);
+  t.equal(served[0], 'candidate');
+  t.ok(served.includes('legacy'), `queued requests fell back (${served.filter((s) => s === 'legacy').length})`);
+  t.equal(running.cutover.health.view().candidate?.healthy, true, 'the candidate was not ejected for our queueing');
+  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
+});
+
+t.test('a hung candidate behind a saturated pool is still ejected', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', () => {}); // never answers
+  const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const results = await Promise.all(
+    Array.from({ length: 8 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i * 30));
+      return http(`${proxy}/api/h/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    }),
+  );
+  t.same(results.map((r) => r.json<{ served_by: string }>().served_by), Array(8).fill('legacy'), 'legacy served every request');
+  t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected: it answered nothing while requests waited for it');
+});
+
 function json200(res: import('node:http').ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ served_by: 'candidate' }));
