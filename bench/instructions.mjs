@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { startUpstreams, cutoverContender, forwarderContender, useCli } from './contenders.mjs';
-import { runAutocannon } from './load.mjs';
+import { runExactly } from './load.mjs';
 import { stopAll, tempDir, removeTempDir } from './proc.mjs';
 
 const { values, positionals } = parseArgs({
@@ -66,10 +66,7 @@ function counters(pid) {
   return sums;
 }
 
-async function load(c, requests) {
-  const r = await runAutocannon({ url: c.url, connections: Number(values.connections), amount: requests, timeout: 60 });
-  if (r.requests !== requests || r.non2xx || r.errors) throw new Error(`${c.name}: ${r.requests}/${requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors`);
-}
+const load = (c, requests) => runExactly(c, requests, Number(values.connections));
 
 async function count(name, legacy, candidate) {
   const dir = tempDir(`callgrind-${name}`);

@@ -58,6 +58,12 @@ function perConnection(requests, connections) {
   };
 }
 
+/** Exactly `requests` requests to contender `c`, every one a 2xx, or an error saying what went wrong. */
+export async function runExactly(c, requests, connections) {
+  const r = await runAutocannon({ url: c.url, connections, amount: requests, timeout: 60 });
+  if (r.requests !== requests || r.non2xx || r.errors) throw new Error(`${c.name}: ${r.requests}/${requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors`);
+}
+
 /** One autocannon run; resolves with throughput, µs-resolution latency and every error count. */
 export function runAutocannon({ url, connections, duration, amount, overallRate, requests = userRequests(), timeout = 10 }) {
   return new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { startUpstreams, cutoverContender, forwarderContender, useCli } from './contenders.mjs';
-import { runAutocannon } from './load.mjs';
+import { runExactly } from './load.mjs';
 import { stopAll } from './proc.mjs';
 
 const { values, positionals } = parseArgs({
@@ -29,10 +29,7 @@ try {
   process.exit(2);
 }
 
-async function load(c, requests) {
-  const r = await runAutocannon({ url: c.url, connections: Number(values.connections), amount: requests, timeout: 60 });
-  if (r.requests !== requests || r.non2xx || r.errors) throw new Error(`${c.name}: ${r.requests}/${requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors`);
-}
+const load = (c, requests) => runExactly(c, requests, Number(values.connections));
 
 /** strace -c's summary table: calls per syscall name. */
 function parseSummary(text) {

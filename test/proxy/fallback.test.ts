@@ -271,12 +271,7 @@ t.test('a busy pool that sends queued requests late does not get a working candi
     t,
     await writeConfig(t, cfg, { f: { enabled: true, percentage: 100, auto_disable_on_failure: true } }),
   );
-  const results = await Promise.all(
-    Array.from({ length: 5 }, async (_, i) => {
-      await new Promise((r) => setTimeout(r, i * 20));
-      return http(`${proxy}/api/s/${i}`, { headers: { 'x-user-id': `u${i}` } });
-    }),
-  );
+  const results = await staggered(proxy, 5, 20);
   t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
   const served = results.map((r) => r.json<{ served_by: string }>().served_by);
   t.equal(served[0], 'candidate');
@@ -290,15 +285,20 @@ t.test('a hung candidate behind a saturated pool is still ejected', async (t) =>
   const candidate = await startUpstream(t, 'candidate', () => {}); // never answers
   const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
   const { proxy, running } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
-  const results = await Promise.all(
-    Array.from({ length: 8 }, async (_, i) => {
-      await new Promise((r) => setTimeout(r, i * 30));
-      return http(`${proxy}/api/h/${i}`, { headers: { 'x-user-id': `u${i}` } });
-    }),
-  );
+  const results = await staggered(proxy, 8, 30);
   t.same(results.map((r) => r.json<{ served_by: string }>().served_by), Array(8).fill('legacy'), 'legacy served every request');
   t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected: it answered nothing while requests waited for it');
 });
+
+/** `n` GETs from different users, the i-th sent i x `gapMs` after the first. */
+function staggered(proxy: string, n: number, gapMs: number) {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i * gapMs));
+      return http(`${proxy}/api/s/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    }),
+  );
+}
 
 function json200(res: import('node:http').ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/json' });
