@@ -290,6 +290,22 @@ t.test('a hung candidate behind a saturated pool is still ejected', async (t) =>
   t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected: it answered nothing while requests waited for it');
 });
 
+t.test("the candidate's own headersTimeout counts against it, however early it fires", async (t) => {
+  // headersTimeout (100 ms; undici fires it within ~1 s) runs from sending, unlike the route's
+  // timer (5 s): the candidate had all of it, even while it answered other requests.
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    if (req.url?.endsWith('/fast')) json200(res);
+  });
+  const cfg = config(legacy.url, candidate.url, { timeout: '5s' }, { headersTimeout: '100ms', outlier: { consecutiveFailures: 1 } });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const slow = http(`${proxy}/api/slow`, { headers: { 'x-user-id': 'u1' } });
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal((await http(`${proxy}/api/fast`, { headers: { 'x-user-id': 'u2' } })).json<{ served_by: string }>().served_by, 'candidate');
+  t.equal((await slow).json<{ served_by: string }>().served_by, 'legacy', 'fell back after 100 ms');
+  t.equal(running.cutover.health.view().candidate?.healthy, false, 'and the candidate was blamed');
+});
+
 /** `n` GETs from different users, the i-th sent i x `gapMs` after the first. */
 function staggered(proxy: string, n: number, gapMs: number) {
   return Promise.all(
