@@ -149,7 +149,7 @@ async function main() {
   const base = rows.find((r) => r.name === 'undici');
   if (base) {
     for (const r of rows) {
-      const ratio = (level) => (base.best.misses[level] > 0 ? `, ${level} misses ${(r.best.misses[level] / base.best.misses[level]).toFixed(2)}x` : '');
+      const ratio = (level) => (base.best.misses[level] >= 1 ? `, ${level} misses ${(r.best.misses[level] / base.best.misses[level]).toFixed(2)}x` : '');
       console.log(`${r.name.padEnd(12)} ${(r.perReq / base.perReq).toFixed(2)}x undici${llBytes === undefined ? '' : ratio('L1i') + ratio('L1d') + ratio('LL')}`);
     }
   }

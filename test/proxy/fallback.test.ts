@@ -243,7 +243,12 @@ t.test('fallbackOn limits what falls back', async (t) => {
 });
 
 
-t.test("timeouts while queued in cutover's own pool fall back without blaming the candidate", async (t) => {
+/**
+ * A 150 ms candidate behind one connection and a 200 ms route timeout gets `n` requests, the i-th
+ * i x `gapMs` after the first: it answers the first while the rest wait in cutover's own pool, so
+ * their timeouts are our queueing and must neither eject it nor auto-disable its flag.
+ */
+async function queuedBurst(t: Test, n: number, gapMs: number): Promise<void> {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json200(res), 150));
   const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
@@ -251,34 +256,19 @@ t.test("timeouts while queued in cutover's own pool fall back without blaming th
     t,
     await writeConfig(t, cfg, { f: { enabled: true, percentage: 100, auto_disable_on_failure: true } }),
   );
-  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => http(`${proxy}/api/q/${i}`, { headers: { 'x-user-id': `u${i}` } })));
+  const results = await staggered(proxy, n, gapMs);
   t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
   const served = results.map((r) => r.json<{ served_by: string }>().served_by);
   t.ok(served.includes('candidate') && served.includes('legacy'), `some queued requests fell back (${served.filter((s) => s === 'legacy').length})`);
   t.equal(running.cutover.health.view().candidate?.healthy, true, 'the candidate was not ejected for our queueing');
   t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
-});
+}
 
-t.test('a busy pool that sends queued requests late does not get a working candidate ejected', async (t) => {
-  // One connection, a 150 ms candidate, a 200 ms timeout, requests arriving 20 ms apart: each
-  // queued request reaches the candidate with little of its time left, and each timeout costs the
-  // pool its connection. The candidate answered the first request while the others waited (all
-  // arrive within 80 ms): their timeouts are our queueing.
-  const legacy = await startUpstream(t, 'legacy');
-  const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json200(res), 150));
-  const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
-  const { proxy, admin, running } = await startCutover(
-    t,
-    await writeConfig(t, cfg, { f: { enabled: true, percentage: 100, auto_disable_on_failure: true } }),
-  );
-  const results = await staggered(proxy, 5, 20);
-  t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
-  const served = results.map((r) => r.json<{ served_by: string }>().served_by);
-  t.equal(served[0], 'candidate');
-  t.ok(served.includes('legacy'), `queued requests fell back (${served.filter((s) => s === 'legacy').length})`);
-  t.equal(running.cutover.health.view().candidate?.healthy, true, 'the candidate was not ejected for our queueing');
-  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
-});
+t.test("timeouts while queued in cutover's own pool fall back without blaming the candidate", (t) => queuedBurst(t, 10, 0));
+
+// Arriving 20 ms apart (all within 80 ms), each queued request reaches the candidate with little
+// of its time left, and each timeout costs the pool its connection: the next goes out later still.
+t.test('a busy pool that sends queued requests late does not get a working candidate ejected', (t) => queuedBurst(t, 5, 20));
 
 t.test('a hung candidate behind a saturated pool is still ejected', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
