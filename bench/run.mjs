@@ -17,6 +17,7 @@ const HELP = `Usage: node bench/run.mjs [options]
 
   --scenario LIST        all (default), or any of: throughput, latency, hang, shadow, connections, body
   --only LIST            contenders for throughput/latency: ${scenarios.THROUGHPUT_CONTENDERS.join(', ')}
+                         (without it, latency runs ${scenarios.LATENCY_CONTENDERS.join(', ')})
   --rounds N             throughput rounds, contenders alternating                 [6]
   --duration S           seconds per contender per throughput round                [5]
   --scenario-duration S  seconds of load in the hang, shadow and connections runs  [10]
@@ -189,6 +190,8 @@ async function main() {
   };
   const want = (s) => opts.scenarios.includes(s);
   const allowed = (n) => !opts.only || opts.only.includes(n);
+  // The latency scenario runs one cutover by default; --only may name any contender for it.
+  const latencyNames = opts.only ? scenarios.THROUGHPUT_CONTENDERS.filter(allowed) : scenarios.LATENCY_CONTENDERS;
   log(`machine: ${res.machine.cpus} x ${res.machine.cpuModel}, node ${res.machine.node}; cutover ${res.cutover.commit}${res.cutover.dirtySrc ? ' (src has uncommitted changes)' : ''}`);
   log(`scenarios: ${opts.scenarios.join(', ')}`);
   if (!opts.smoke) {
@@ -213,7 +216,7 @@ async function main() {
 
   const needed = new Set([
     ...(want('throughput') ? scenarios.THROUGHPUT_CONTENDERS.filter(allowed) : []),
-    ...(want('latency') ? scenarios.LATENCY_CONTENDERS.filter(allowed) : []),
+    ...(want('latency') ? latencyNames : []),
   ]);
   const started = new Map();
   for (const name of scenarios.THROUGHPUT_CONTENDERS) {
@@ -236,7 +239,7 @@ async function main() {
     }
   };
   await run('throughput', () => scenarios.throughput(ctx, pick(scenarios.THROUGHPUT_CONTENDERS.filter(allowed))));
-  await run('latency', () => scenarios.latency(ctx, pick(scenarios.LATENCY_CONTENDERS.filter(allowed))));
+  await run('latency', () => scenarios.latency(ctx, pick(latencyNames)));
   // Free the shared contenders before the memory scenarios, which start their own cutover.
   for (const c of started.values()) await c.stop();
   await run('hang', () => scenarios.hang(ctx));
