@@ -40,6 +40,9 @@ for (const b of builds) {
 }
 
 const wins = Object.fromEntries(builds.map((b) => [b.label, { p99: 0, over1ms: 0 }]));
+// Round by round, each build's p99 minus the first build's and minus the bare forwarder's: the
+// contenders of one round ran within seconds of each other, so the host's swings cancel in a pair.
+const gaps = Object.fromEntries(builds.map((b) => [b.label, { first: [], undici: [] }]));
 const sittings = Number(values.sittings);
 for (let s = 1; s <= sittings; s++) {
   log(`sitting ${s}/${sittings}: ${opts.latencyRounds} rounds of 1 s each, ${contenders.map((c) => c.name).join(', ')}`);
@@ -49,7 +52,27 @@ for (let s = 1; s <= sittings; s++) {
   const best = (key) => builds.reduce((a, b) => (of(b)[key] < of(a)[key] ? b : a)).label;
   wins[best('p99')].p99++;
   wins[best('over1msShare')].over1ms++;
+  const rounds = (name) => l.results[name].pacedRounds.map((r) => r.latency.p99);
+  for (const b of builds) {
+    const mine = rounds(b.label);
+    const first = rounds(builds[0].label);
+    const undici = rounds('undici');
+    mine.forEach((p, i) => {
+      gaps[b.label].first.push(p - first[i]);
+      gaps[b.label].undici.push(p - undici[i]);
+    });
+  }
 }
 console.log(`Sittings in which each build had the lowest p99 / the smallest share of requests over 1 ms (of ${sittings}):`);
 for (const [label, w] of Object.entries(wins)) console.log(`  ${label.padEnd(16)} ${w.p99} / ${w.over1ms}`);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+};
+const paired = (xs) => `higher in ${xs.filter((g) => g > 0).length} of ${xs.length} rounds, median gap ${median(xs) >= 0 ? '+' : ''}${median(xs).toFixed(3)} ms`;
+console.log(`Round by round, each build's p99 against the bare undici forwarder's and against ${builds[0].label}'s:`);
+for (const b of builds) {
+  const g = gaps[b.label];
+  console.log(`  ${b.label.padEnd(16)} vs undici: ${paired(g.undici)}${b === builds[0] ? '' : `; vs ${builds[0].label}: ${paired(g.first)}`}`);
+}
 await stopAll();
