@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cutoverContender, directContender, forwarderContender, startUpstreams, useCli } from './contenders.mjs';
 import { killAllSync, stopAll } from './proc.mjs';
-import { formatLatency } from './report.mjs';
+import { formatLatency, pairedGaps } from './report.mjs';
 import { latency } from './scenarios.mjs';
 
 const { values, positionals } = parseArgs({
@@ -65,14 +65,9 @@ for (let s = 1; s <= sittings; s++) {
 }
 console.log(`Sittings in which each build had the lowest p99 / the smallest share of requests over 1 ms (of ${sittings}):`);
 for (const [label, w] of Object.entries(wins)) console.log(`  ${label.padEnd(16)} ${w.p99} / ${w.over1ms}`);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
-};
-const paired = (xs) => `higher in ${xs.filter((g) => g > 0).length} of ${xs.length} rounds, median gap ${median(xs) >= 0 ? '+' : ''}${median(xs).toFixed(3)} ms`;
 console.log(`Round by round, each build's p99 against the bare undici forwarder's and against ${builds[0].label}'s:`);
 for (const b of builds) {
   const g = gaps[b.label];
-  console.log(`  ${b.label.padEnd(16)} vs undici: ${paired(g.undici)}${b === builds[0] ? '' : `; vs ${builds[0].label}: ${paired(g.first)}`}`);
+  console.log(`  ${b.label.padEnd(16)} vs undici: ${pairedGaps(g.undici)}${b === builds[0] ? '' : `; vs ${builds[0].label}: ${pairedGaps(g.first)}`}`);
 }
 await stopAll();

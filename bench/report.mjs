@@ -135,18 +135,22 @@ export function targets(res) {
 }
 
 /**
- * Round by round, how often cutover-50's p99 was above the bare forwarder's. Both were measured
- * within seconds of each other in every round, so a host that moves both tails cancels out: on
- * a quiet host this stays well above half when the gap is cutover's own.
+ * Paired rounds: in how many the first contender's figure was above the second's (gaps = a - b,
+ * one per round), and the median gap. The contenders of one latency round run seconds apart, so
+ * a slow stretch of the host moves both sides of a pair.
  */
+export function pairedGaps(gaps) {
+  const sorted = [...gaps].sort((x, y) => x - y);
+  const median = (sorted[(sorted.length - 1) >> 1] + sorted[sorted.length >> 1]) / 2;
+  return `higher in ${gaps.filter((g) => g > 0).length} of ${gaps.length} rounds, median gap ${signed(median, 2)} ms`;
+}
+
+/** cutover-50's p99 against the bare forwarder's, round by round (on a quiet host, well above half: cutover's own tail). */
 function roundsAbove(c, u) {
   const a = c?.pacedRounds;
   const b = u?.pacedRounds;
   if (!a?.length || a.length !== b?.length) return undefined;
-  const gaps = a.map((r, i) => r.latency.p99 - b[i].latency.p99);
-  const sorted = [...gaps].sort((x, y) => x - y);
-  const median = (sorted[(sorted.length - 1) >> 1] + sorted[sorted.length >> 1]) / 2;
-  return `above undici in ${gaps.filter((g) => g > 0).length} of ${gaps.length} rounds, median gap ${signed(median, 2)}`;
+  return `p99 vs undici's round by round: ${pairedGaps(a.map((r, i) => r.latency.p99 - b[i].latency.p99))}`;
 }
 
 export function formatTargets(list) {
