@@ -53,11 +53,10 @@ for (let s = 1; s <= sittings; s++) {
   wins[best('p99')].p99++;
   wins[best('over1msShare')].over1ms++;
   const rounds = (name) => l.results[name].pacedRounds.map((r) => r.latency.p99);
+  const first = rounds(builds[0].label);
+  const undici = rounds('undici');
   for (const b of builds) {
-    const mine = rounds(b.label);
-    const first = rounds(builds[0].label);
-    const undici = rounds('undici');
-    mine.forEach((p, i) => {
+    rounds(b.label).forEach((p, i) => {
       gaps[b.label].first.push(p - first[i]);
       gaps[b.label].undici.push(p - undici[i]);
     });
