@@ -12,7 +12,9 @@
 // share of a shared cache a proxy keeps on a crowded host, where a bigger working set costs time
 // that instruction counts do not show. --keep DIR: after the windows, one more window of N
 // requests with the counters zeroed first is dumped to DIR/CONTENDER.callgrind.out, for
-// callgrind_annotate (per-function counts; V8's compiled JavaScript shows as bare addresses).
+// callgrind_annotate --inclusive=no --threshold=100 (per-function counts; V8's compiled JavaScript
+// shows as bare addresses; a first line charging nearly everything to __libc_start_main is an
+// artefact of V8's unusual calls: skip it, and don't let the default threshold stop there).
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -122,7 +124,7 @@ async function keep(name, pid, c, dir) {
   const out = resolve(values.keep);
   mkdirSync(out, { recursive: true });
   copyFileSync(join(dir, dump), join(out, `${name}.callgrind.out`));
-  console.log(`${name}: ${N} requests' counts in ${join(out, `${name}.callgrind.out`)} (callgrind_annotate --inclusive=no)`);
+  console.log(`${name}: ${N} requests' counts in ${join(out, `${name}.callgrind.out`)} (callgrind_annotate --inclusive=no --threshold=100)`);
 }
 
 const k = (n) => `${(n / 1000).toFixed(1)}k`;

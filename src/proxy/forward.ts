@@ -53,7 +53,7 @@ const ABANDONED = new Error('attempt abandoned before it was sent');
 export class Attempt implements Dispatcher.DispatchHandler {
   /** True once undici started writing the request: the upstream may have seen it. */
   sent = false;
-  /** When undici started writing it (performance.now()), 0 until then. */
+  /** When undici started writing it (performance.now()); 0 until then, or with no route timeout. */
   private sentAt = 0;
   private timeoutMs = 0;
   /** The upstream's `answered` when this attempt was dispatched. */
@@ -94,7 +94,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.expired) this.timedOut(); // too late to send: a timeout, and not the upstream's
     if (this.settled) throw ABANDONED;
     this.sent = true;
-    this.sentAt = performance.now();
+    if (this.timeoutMs > 0) this.sentAt = performance.now(); // read only when the route's timer fires
     this.abortUpstream = abort;
   }
 
