@@ -6,7 +6,8 @@ import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join, delimiter } from 'node:path';
 import { forkReady, spawnChild, tempDir, removeTempDir, freePort } from './proc.mjs';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -222,38 +223,58 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
   };
 }
 
-/** Lines by pino level, warnings by message (and reason), the last few warnings: read from the file on demand. */
+/**
+ * Lines by pino level, warnings by message (and reason), the last few warnings: read from the file
+ * on demand, from where the last read stopped, 1 MiB at a time. Reading the whole file as one
+ * string each time built hundreds of MB of garbage in this process, which is also the load
+ * generator, and would throw (string too long) once a log passed ~512 MB; a long run's was silently
+ * left unread.
+ */
 function logSummary(path) {
-  let frozen;
-  const read = () => {
-    if (frozen) return frozen;
-    const out = { byLevel: {}, warnings: {}, tail: [], records: [] };
-    let text = '';
+  const out = { byLevel: {}, warnings: {}, tail: [], records: [] };
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const decoder = new StringDecoder('utf8');
+  let offset = 0;
+  let partial = ''; // a line cutover has not finished writing yet
+  let frozen = false;
+  const take = (line) => {
+    const m = /^\{"level":(\d+)/.exec(line);
+    if (!m) return;
+    const level = Number(m[1]);
+    out.byLevel[level] = (out.byLevel[level] ?? 0) + 1;
+    // Only the rare lines are parsed: warnings and the startup line.
+    if (level < 40 && !line.includes('"msg":"cutover listening"')) return;
+    let rec;
     try {
-      text = readFileSync(path, 'utf8');
+      rec = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (rec.msg === 'cutover listening') out.records.push(rec);
+    if (level >= 40) {
+      const why = rec.reason ?? rec.kind;
+      const key = why ? `${rec.msg} (${why})` : rec.msg;
+      out.warnings[key] = (out.warnings[key] ?? 0) + 1;
+      out.tail = [...out.tail.slice(-4), line.slice(0, 400)];
+    }
+  };
+  const read = () => {
+    if (frozen) return out;
+    let fd;
+    try {
+      fd = openSync(path, 'r');
     } catch {
       return out;
     }
-    for (const line of text.split('\n')) {
-      const m = /^\{"level":(\d+)/.exec(line);
-      if (!m) continue;
-      const level = Number(m[1]);
-      out.byLevel[level] = (out.byLevel[level] ?? 0) + 1;
-      // Only the rare lines are parsed: warnings and the startup line.
-      if (level < 40 && !line.includes('"msg":"cutover listening"')) continue;
-      let rec;
-      try {
-        rec = JSON.parse(line);
-      } catch {
-        continue;
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, offset)) > 0; ) {
+        offset += n;
+        const lines = (partial + decoder.write(buf.subarray(0, n))).split('\n');
+        partial = lines.pop();
+        for (const line of lines) take(line);
       }
-      if (rec.msg === 'cutover listening') out.records.push(rec);
-      if (level >= 40) {
-        const why = rec.reason ?? rec.kind;
-        const key = why ? `${rec.msg} (${why})` : rec.msg;
-        out.warnings[key] = (out.warnings[key] ?? 0) + 1;
-        out.tail = [...out.tail.slice(-4), line.slice(0, 400)];
-      }
+    } finally {
+      closeSync(fd);
     }
     return out;
   };
@@ -268,9 +289,12 @@ function logSummary(path) {
       return read().tail;
     },
     find: (msg) => read().records.find((r) => r.msg === msg),
+    /** Reads what is left (the process has exited: a last line without its newline counts too), then never again. */
     freeze() {
-      frozen = undefined;
-      frozen = read();
+      read();
+      take(partial + decoder.end());
+      partial = '';
+      frozen = true;
     },
   };
 }
