@@ -259,6 +259,8 @@ async function queuedBurst(t: Test, n: number, gapMs: number): Promise<void> {
   const results = await staggered(proxy, n, gapMs);
   t.same([...new Set(results.map((r) => r.status))], [200], 'every request answered');
   const served = results.map((r) => r.json<{ served_by: string }>().served_by);
+  // Sent alone, ahead of the rest, the first request is the candidate's to answer.
+  if (gapMs > 0) t.equal(served[0], 'candidate', 'the first request was served by the candidate');
   t.ok(served.includes('candidate') && served.includes('legacy'), `some queued requests fell back (${served.filter((s) => s === 'legacy').length})`);
   t.equal(running.cutover.health.view().candidate?.healthy, true, 'the candidate was not ejected for our queueing');
   t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'nor auto-disabled');
