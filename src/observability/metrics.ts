@@ -46,8 +46,6 @@ export interface MetricsOptions {
    * under route="_overflow". Route names come from config, so this is only a guard. Default 1000.
    */
   maxSeries?: number;
-  /** Called before the per-request series are read (the observer records what it holds first). */
-  beforeRead?: () => void;
 }
 
 const OVERFLOW = '_overflow';
@@ -268,7 +266,6 @@ export class CutoverMetrics {
   }
 
   private *allSeries(): Iterable<AttemptSeries> {
-    this.options.beforeRead?.();
     const seen = new Set<object>();
     for (const r of this.routes.values()) {
       if (seen.has(r)) continue;

@@ -2,7 +2,6 @@ import type { Target } from '../routing/decide.js';
 import type { Logger } from './logger.js';
 import { CutoverMetrics, type AttemptSeries, type FlagSource, type HealthProvider } from './metrics.js';
 import type { AttemptRecord, FallbackReason, Observer, RequestRecord } from './observer.js';
-import { ObservationBatch } from './observation-batch.js';
 import { RequestLog, type UserIdMode } from './request-log.js';
 import { SlidingWindow, type Clock, type RingSpec, type WindowSnapshot } from './windows.js';
 
@@ -67,11 +66,8 @@ const MAX_ROUTES = 1000;
 /**
  * The proxy's Observer: every upstream attempt feeds cutover_requests_total, the duration
  * histogram and the (route, target) sliding window; every fallback feeds
- * cutover_fallbacks_total; every request ends in one log line. Attempts and requests are
- * recorded in batches, up to 25 ms late (observation-batch.ts: warm caches at moderate rates);
- * everything that reads them (status, metrics, rollout gates, close) records what is held
- * first. Recording costs one Map lookup by route name plus arithmetic; nothing here throws into
- * the proxy.
+ * cutover_fallbacks_total; every request ends in one log line. Each call costs one Map lookup
+ * by route name plus arithmetic; nothing here throws into the proxy.
  */
 export class CutoverObserver implements Observer {
   readonly metrics: CutoverMetrics;
@@ -84,8 +80,6 @@ export class CutoverObserver implements Observer {
   private readonly rings: readonly RingSpec[] | undefined;
   private readonly logger: Logger;
   private failedOnce = false;
-  /** Attempts and requests waiting to be recorded (up to 25 ms); every read below drains it. */
-  private readonly batch: ObservationBatch;
 
   constructor(options: CutoverObserverOptions) {
     this.logger = options.logger;
@@ -98,31 +92,25 @@ export class CutoverObserver implements Observer {
       ...(options.health !== undefined && { health: options.health }),
       ...(options.defaultMetrics !== undefined && { defaultMetrics: options.defaultMetrics }),
       maxSeries: MAX_ROUTES,
-      beforeRead: () => this.batch.drain(),
     });
     this.requestLog = new RequestLog(options.logger, {
       ...(options.userIds !== undefined && { userIds: options.userIds }),
       ...(options.userKey !== undefined && { userKey: options.userKey }),
     });
-    this.batch = new ObservationBatch(
-      {
-        attemptAt: (r, now) => this.attemptAt(r, now),
-        requestAt: (r, time) => this.requestAt(r, time),
-        batchDone: () => this.requestLog.flush(),
-      },
-      this.clock,
-    );
   }
+
 
   attempt(r: AttemptRecord): void {
-    this.batch.attempt(r);
+    try {
+      const t = this.target(r.route, r.target);
+      t.series.observe(r.status, r.failure, r.durationMs / 1000);
+      const error = r.status >= 500 || (r.status === 0 && r.failure !== 'aborted');
+      (t.window ??= this.window(true)).record(r.durationMs, error);
+    } catch (err) {
+      this.failed(err);
+    }
   }
 
-  request(r: RequestRecord): void {
-    if (this.requestLog.enabled) this.batch.request(r);
-  }
-
-  /** Fallbacks are rare: counted at once. */
   fallback(route: string, reason: FallbackReason): void {
     try {
       this.metrics.fallbacks(route).inc(reason);
@@ -134,20 +122,9 @@ export class CutoverObserver implements Observer {
     }
   }
 
-  private attemptAt(r: AttemptRecord, now: number): void {
+  request(r: RequestRecord): void {
     try {
-      const t = this.target(r.route, r.target);
-      t.series.observe(r.status, r.failure, r.durationMs / 1000);
-      const error = r.status >= 500 || (r.status === 0 && r.failure !== 'aborted');
-      (t.window ??= this.window(true)).record(r.durationMs, error, now);
-    } catch (err) {
-      this.failed(err);
-    }
-  }
-
-  private requestAt(r: RequestRecord, time: number): void {
-    try {
-      this.requestLog.add(r, time);
+      this.requestLog.write(r);
     } catch (err) {
       this.failed(err);
     }
@@ -155,7 +132,6 @@ export class CutoverObserver implements Observer {
 
   /** Counters and 1m / 5m windows of one (route, target). */
   targetStatus(route: string, target: Target, now: number = this.clock()): TargetStatus {
-    this.batch.drain();
     const t = this.routes.get(route)?.[target];
     const w = t?.window;
     return {
@@ -167,7 +143,6 @@ export class CutoverObserver implements Observer {
   }
 
   fallbackStatus(route: string, now: number = this.clock()): FallbackStatus {
-    this.batch.drain();
     const f = this.metrics.fallbackCounts(route);
     const w = this.routes.get(route)?.fallbackWindow;
     return {
@@ -183,7 +158,6 @@ export class CutoverObserver implements Observer {
    * percentiles come from the summed histograms. Windows up to 5 minutes (the longest ring).
    */
   flagWindow(routes: readonly string[], windowMs: number, now: number = this.clock()): FlagWindow {
-    this.batch.drain();
     const stats = routes.map((r) => this.routes.get(r)).filter((r): r is RouteStats => r !== undefined);
     const of = (ws: Array<SlidingWindow | undefined>) => SlidingWindow.combined(ws.filter((w): w is SlidingWindow => w !== undefined), windowMs, now);
     return {
@@ -195,12 +169,10 @@ export class CutoverObserver implements Observer {
 
   /** Route names seen in traffic so far (for routes not in config, e.g. "unrouted"). */
   seenRoutes(): string[] {
-    this.batch.drain();
     return [...this.routes.keys()];
   }
 
   close(): void {
-    this.batch.drain();
     this.requestLog.flush();
     this.metrics.close();
   }

@@ -1,7 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
-import { hold, release } from './flush-at-exit.js';
 import { isStandardLogger, type Logger } from './logger.js';
 import type { FallbackReason, RequestRecord } from './observer.js';
 
@@ -105,6 +104,10 @@ export function millis(ms: number): string {
 
 const FLUSH_MS = 25;
 
+/** Request logs not yet written, flushed at exit. */
+const unflushed = new Set<RequestLog>();
+let exitHook = false;
+
 /**
  * One line per request at `info`, through a pino child whose bindings ({"log":"request"} after
  * the parent's pid and name) are serialized once. When the level is above info nothing is built.
@@ -143,26 +146,8 @@ export class RequestLog {
     return this.log.levelVal <= 30;
   }
 
-  /** One request's line, written out within 25 ms (or at 64 KiB, or at exit). */
   write(r: RequestRecord): void {
-    if (!this.add(r, Date.now())) return;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      hold(this);
-      // Batching for 25 ms instead of one event-loop turn cut the proxy's write syscalls for logs
-      // from thousands to ~40 a second under load (it was ~9% of proxy CPU in a profile).
-      setTimeout(this.flushSoon, FLUSH_MS).unref();
-    }
-  }
-
-  /**
-   * Builds one request's line, stamped `time` (epoch ms), into the batch, without scheduling a
-   * flush: for a caller that flushes itself (the observer, once per batch of requests). True
-   * when a line waits in the batch. A logger not made by createLogger gets pino.info() now,
-   * stamped by pino.
-   */
-  add(r: RequestRecord, time: number): boolean {
-    if (this.log.levelVal > 30) return false;
+    if (this.log.levelVal > 30) return;
     const why = r.fallback === undefined ? r.why : FALLBACK_WHY[r.fallback];
     let user: string | undefined;
     if (r.userId !== undefined && this.mode !== 'none') user = this.mode === 'hash' ? this.hash(r.userId) : r.userId;
@@ -183,12 +168,12 @@ export class RequestLog {
       };
       if (user !== undefined) line[this.mode === 'hash' ? 'userHash' : 'user'] = user;
       this.log.info(line, 'request');
-      return false;
+      return;
     }
 
     // The same fields, in the same order, as pino would write them.
     let line =
-      '{"level":30,"time":' + time + this.bindings +
+      '{"level":30,"time":' + Date.now() + this.bindings +
       ',"requestId":' + str(r.requestId) +
       ',"method":' + cached(r.method) +
       ',"path":' + str(r.path) +
@@ -203,15 +188,26 @@ export class RequestLog {
     line += ',"msg":"request"}\n';
 
     this.batch += line;
-    if (this.batch.length < 65_536) return true;
-    this.flush();
-    return false;
+    if (this.batch.length >= 65_536) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      unflushed.add(this);
+      if (!exitHook) {
+        exitHook = true;
+        process.once('exit', () => {
+          for (const l of unflushed) l.flush();
+        });
+      }
+      // Batching for 25 ms instead of one event-loop turn cut the proxy's write syscalls for logs
+      // from thousands to ~40 a second under load (it was ~9% of proxy CPU in a profile).
+      setTimeout(this.flushSoon, FLUSH_MS).unref();
+    }
   }
 
   /** Writes out lines still batched (every 25 ms or 64 KiB, at exit and on close). */
   flush(): void {
     this.scheduled = false;
-    release(this);
+    unflushed.delete(this);
     if (this.batch === '') return;
     const out = this.batch;
     this.batch = '';
