@@ -35,10 +35,27 @@ function needsWork(path: string): boolean {
   return path.includes('%') && /%2e/i.test(path);
 }
 
+/** `scheme://authority` at the start of an absolute-form target. */
+const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
+
+/**
+ * The origin-form of a request target: `http://host/api/x?q` becomes `/api/x?q`. Clients that
+ * think they talk to a forward proxy send the absolute-form, and RFC 9112 (3.2.2) requires
+ * servers to accept it; matched as-is it would be the path `/http:/host/api/x`.
+ */
+function originForm(url: string): string {
+  if (url.charCodeAt(0) === 47 /* / */) return url;
+  const m = ABSOLUTE_FORM.exec(url);
+  if (m === null) return url;
+  const rest = url.slice(m[0].length);
+  return rest.charCodeAt(0) === 47 ? rest : '/' + rest;
+}
+
 /** The normalized path of a request target (`req.url`), without its query. */
 export function requestPath(url: string): string {
-  const q = url.indexOf('?');
-  return normalizePath(q === -1 ? url : url.slice(0, q));
+  const target = originForm(url);
+  const q = target.indexOf('?');
+  return normalizePath(q === -1 ? target : target.slice(0, q));
 }
 
 /** The query of a request target, with its leading "?", or "". */

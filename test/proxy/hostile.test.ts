@@ -50,6 +50,18 @@ t.test('malformed HTTP is answered 4xx and never forwarded', async (t) => {
   t.equal(small.status, 200, 'a body under the limit passes');
 });
 
+t.test('an absolute-form request target routes by its path, as RFC 9112 requires', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const { proxy } = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } }));
+  const answer = await raw(proxy, 'GET http://shop.example.com/api/v1/../v1/customers/7?x=1 HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n');
+  t.match(answer, /^HTTP\/1\.1 200/, 'routed');
+  t.equal(legacy.seen.at(-1)?.url, '/api/v1/customers/7?x=1', 'the upstream gets the origin-form');
+  const outside = await raw(proxy, 'GET http://shop.example.com/other HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n');
+  t.match(outside, /^HTTP\/1\.1 404/, 'a path no route matches is still 404');
+  t.equal(legacy.seen.length + candidate.seen.length, 1, 'nothing else forwarded');
+});
+
 t.test('slowloris: a client that never finishes its headers is cut off', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');

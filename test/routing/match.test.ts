@@ -1,6 +1,6 @@
 import t from 'tap';
 import { RouteTable } from '../../src/routing/match.js';
-import { normalizePath } from '../../src/routing/normalize-path.js';
+import { normalizePath, requestPath, requestQuery } from '../../src/routing/normalize-path.js';
 
 t.test('segment-aware longest prefix', async (t) => {
   const table = new RouteTable<string>();
@@ -40,4 +40,20 @@ t.test('path normalization', async (t) => {
     ['/api/v1/customers/%41', '/api/v1/customers/%41'],
   ];
   for (const [input, want] of cases) t.equal(normalizePath(input), want, input);
+});
+
+t.test('request targets: origin-form and absolute-form route by the same path', async (t) => {
+  const cases: Array<[string, string, string]> = [
+    ['/api/v1/customers/1?x=1', '/api/v1/customers/1', '?x=1'],
+    ['http://shop.example.com/api/v1/customers/1?x=1', '/api/v1/customers/1', '?x=1'],
+    ['HTTPS://shop.example.com:8443/api/v1/../v1/orders', '/api/v1/orders', ''],
+    ['http://shop.example.com', '/', ''],
+    ['http://shop.example.com?x=1', '/', '?x=1'],
+    ['http://user@[::1]:80/a//b', '/a/b', ''],
+    ['*', '/', ''],
+  ];
+  for (const [target, path, query] of cases) {
+    t.equal(requestPath(target), path, `${target}: path`);
+    t.equal(requestQuery(target), query, `${target}: query`);
+  }
 });
