@@ -1,5 +1,5 @@
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -55,13 +55,25 @@ t.test('routes/ edited live: a valid change applies without a dropped request; a
   await writeFile(file, 'routes:\n  - name: api\n    match: { path: /api }\n    legacy: nowhere\n');
   await new Promise((r) => setTimeout(r, 800));
   t.equal(await servedBy(proxy, '/api/x', 'u1'), 'legacy', 'old config still serving');
+  // The directory is one config: a valid file next to an invalid one applies nothing.
+  await writeFile(file, stringify({ upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } }, routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy' }] }));
+  const broken = join(dirs.routesDir, 'zz-broken.yaml');
+  await writeFile(broken, 'routes:\n  - name: other\n    match: { path: /other }\n    legacy: nowhere\n');
+  const refusals = () => lines.filter((x) => x.includes('config reload refused')).length;
+  await waitFor(async () => refusals() >= 2, 3000, 'the broken file refused');
+  const toCandidate = { upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } }, routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'f' }] };
+  await writeFile(file, stringify(toCandidate));
+  await waitFor(async () => refusals() >= 3, 3000, 'the valid edit refused while a broken file sits beside it');
+  t.equal(await servedBy(proxy, '/api/x', 'u1'), 'legacy', 'nothing of the valid file applied');
+  await unlink(broken);
+  await waitFor(async () => (await servedBy(proxy, '/api/x', 'u1')) === 'candidate', 3000, 'applied once the broken file is gone');
   await l.stop();
   t.equal(l.stats.failed, 0, `no failed request under load (${l.stats.ok} ok) ${l.stats.errors.join('; ')}`);
   t.ok(l.stats.ok > 100, 'the load really ran');
   const refused = lines.map((x) => JSON.parse(x)).find((x) => x.msg === 'config reload refused; the running config keeps serving');
   t.ok(refused, 'refusal logged');
   t.match(JSON.stringify(refused?.problems), /unknown upstream \\"nowhere\\"/);
-  t.equal(running.cutover.config.routes[0]?.candidate, undefined, 'config reflects the applied change');
+  t.equal(running.cutover.config.routes[0]?.candidate, 'candidate', 'config reflects the last applied change');
 });
 
 t.test('unchanged upstreams keep their pool; SIGHUP reloads a spawned proxy', async (t) => {
