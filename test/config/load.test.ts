@@ -183,3 +183,20 @@ t.test('the shipped example config is valid', async (t) => {
   const cfg = await loadConfigDir(new URL('../../routes', import.meta.url).pathname);
   t.ok(cfg.routes.length >= 2);
 });
+
+t.test('a directory: every .yaml/.yml file merged in name order; dotfiles and other files ignored', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, '20-routes.yaml'), 'routes:\n  - { name: orders, match: { path: /api/v1/orders }, legacy: legacy }\n');
+  await writeFile(join(dir, '10-upstreams.yml'), 'upstreams:\n  legacy: { url: "http://127.0.0.1:1" }\nroutes:\n  - { name: customers, match: { path: /api/v1/customers }, legacy: legacy }\n');
+  await writeFile(join(dir, '.draft.yaml'), 'routes: [ this is not valid');
+  await writeFile(join(dir, 'notes.txt'), 'not config');
+  await writeFile(join(dir, 'routes.yaml.bak'), 'routes: [ nor this');
+  const cfg = await loadConfigDir(dir);
+  t.same(cfg.routes.map((r) => r.name), ['customers', 'orders'], 'routes of both files, in file-name order');
+  t.same(cfg.files.map((f) => f.slice(dir.length + 1)), ['10-upstreams.yml', '20-routes.yaml'], 'only the YAML files were read');
+  await writeFile(join(dir, '30-bad.yaml'), 'routes:\n  - { name: broken, match: { path: /x }, legacy: nowhere }\n');
+  await t.rejects(loadConfigDir(dir), ConfigError, 'one bad file fails the whole directory');
+  const empty = await tempDir(t);
+  await writeFile(join(empty, 'README.md'), '# no config here');
+  await t.rejects(loadConfigDir(empty), /no \.yaml or \.yml files found/);
+});
