@@ -1,4 +1,6 @@
 import t from 'tap';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { http } from '../helpers/http.js';
 import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 import { bucketOf } from '../../src/routing/bucket.js';
@@ -150,11 +152,19 @@ t.test('the observer, driven directly with a fake clock: windows move, totals st
   t.notMatch(text, /process_cpu/, 'defaultMetrics: false leaves process metrics out');
 });
 
-t.test('the observer never throws into the proxy', async (t) => {
-  const obs = new CutoverObserver({ logger: silentLogger, defaultMetrics: false });
+t.test('the observer never throws into the proxy, and says so once', async (t) => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }));
+  const obs = new CutoverObserver({ logger, defaultMetrics: false });
   t.teardown(() => obs.close());
   const broken = new Proxy({}, { get: () => { throw new Error('boom'); } });
   t.doesNotThrow(() => obs.attempt(broken as never));
   t.doesNotThrow(() => obs.request(broken as never));
-  t.doesNotThrow(() => obs.fallback(undefined as never, 'timeout'));
+  (obs.metrics as unknown as { fallbacks: () => never }).fallbacks = () => {
+    throw new Error('boom');
+  };
+  t.throws(() => obs.metrics.fallbacks('r'), /boom/, 'the fallback counter really throws');
+  t.doesNotThrow(() => obs.fallback('r', 'timeout'));
+  await new Promise((r) => setImmediate(r));
+  t.equal(lines.filter((l) => l.includes('observer failed')).length, 1, 'reported once');
 });
