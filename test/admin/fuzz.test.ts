@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serveArgs, spawnCutover, startUpstream, twoSided, writeConfig } from '../helpers/servers.js';
 import { parseFlagFile } from '../../src/flags/model.js';
+import { NAME_RE } from '../../src/config/schema.js';
 
 /** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
 function rng(seed: number): () => number {
@@ -80,6 +81,11 @@ t.test('a few thousand malformed admin calls: never a 5xx, never a crash, state 
     t.doesNotThrow(() => parseFlagFile(JSON.parse(readFileSync(join(dirs.flagsDir, f), 'utf8')), f.slice(0, -5)), `${f} is valid`);
   }
   t.ok(files.every((f) => /^[A-Za-z0-9][A-Za-z0-9_.-]*\.json$/.test(f)), 'no file escaped the naming rules');
+  // Nothing written beside or above flags/ (a traversal name such as ..%2F..%2Fetc%2Fpasswd).
+  t.same((await readdir(dirs.root)).sort(), ['flags', 'routes'], 'nothing written beside flags/');
+  t.same(await readdir(dirs.routesDir), ['routes.yaml'], 'nothing written into routes/');
+  const allowed = new Set(names.filter((n) => NAME_RE.test(n)).map((n) => `${n}.json`));
+  t.same(files.filter((f) => !allowed.has(f)), [], `only valid names became flags (${files.join(', ')})`);
   const list = await fetch(`${cut.admin}/api/v1/flags`, { headers: auth });
   t.equal(list.status, 200);
 
