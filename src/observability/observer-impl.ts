@@ -156,10 +156,12 @@ export class CutoverObserver implements Observer {
   /**
    * The last `windowMs` of every route in `routes` together (rollout gates): counts add up and
    * percentiles come from the summed histograms. Windows up to 5 minutes (the longest ring).
+   * `from` (ms): nothing recorded before it counts, so a plan started again after a rollback is
+   * not judged on the traffic that rolled it back (whole slots: see SlidingWindow.combined).
    */
-  flagWindow(routes: readonly string[], windowMs: number, now: number = this.clock()): FlagWindow {
+  flagWindow(routes: readonly string[], windowMs: number, from?: number, now: number = this.clock()): FlagWindow {
     const stats = routes.map((r) => this.routes.get(r)).filter((r): r is RouteStats => r !== undefined);
-    const of = (ws: Array<SlidingWindow | undefined>) => SlidingWindow.combined(ws.filter((w): w is SlidingWindow => w !== undefined), windowMs, now);
+    const of = (ws: Array<SlidingWindow | undefined>) => SlidingWindow.combined(ws.filter((w): w is SlidingWindow => w !== undefined), windowMs, now, from);
     return {
       candidate: of(stats.map((r) => r.candidate.window)),
       legacy: of(stats.map((r) => r.legacy.window)),

@@ -90,13 +90,27 @@ class Ring {
   }
 
   /**
-   * Adds the last `windowMs` (whole slots, the current one partial) into `into`; returns the
-   * start time of the oldest slot included.
+   * The first slot number `sum` adds: the last `windowMs` (whole slots, the current one
+   * partial), but no slot that began before `from`.
    */
-  sum(now: number, windowMs: number, into: Float64Array): number {
+  private oldest(now: number, windowMs: number, from: number | undefined): number {
+    const n = Math.max(1, Math.ceil(windowMs / this.slotMs));
+    const oldest = Math.floor(now / this.slotMs) - n + 1;
+    return from === undefined ? oldest : Math.max(oldest, Math.ceil(from / this.slotMs));
+  }
+
+  /** Whether this ring still holds every slot `sum` would add. */
+  covers(now: number, windowMs: number, from: number | undefined): boolean {
+    return Math.floor(now / this.slotMs) - this.oldest(now, windowMs, from) < this.slots;
+  }
+
+  /**
+   * Adds the last `windowMs` (whole slots, the current one partial; none that began before
+   * `from`) into `into`; returns the start time of the oldest slot included.
+   */
+  sum(now: number, windowMs: number, into: Float64Array, from?: number): number {
     const nowEpoch = Math.floor(now / this.slotMs);
-    const n = Math.min(this.slots, Math.max(1, Math.ceil(windowMs / this.slotMs)));
-    const oldest = nowEpoch - n + 1;
+    const oldest = Math.max(this.oldest(now, windowMs, from), nowEpoch - this.slots + 1);
     const d = this.data;
     for (let pos = 0; pos < this.slots; pos++) {
       const e = this.epochs[pos] as number;
@@ -170,19 +184,24 @@ export class SlidingWindow {
   /**
    * Stats over the last `windowMs` of several windows together (e.g. one target on every route
    * that uses a flag): counts add up, percentiles come from the summed histograms.
+   *
+   * With `from` (ms, same clock), only slots that began at or after it count (a rollout plan's
+   * gates must not judge traffic from before the plan started): the 1 s ring is used while it
+   * reaches back to `from`, so up to 1 s of traffic after `from` is left out in the first minute
+   * and up to 5 s after that (a partial slot is dropped rather than mixing in older traffic).
    */
-  static combined(windows: readonly SlidingWindow[], windowMs: number, now: number): WindowSnapshot {
+  static combined(windows: readonly SlidingWindow[], windowMs: number, now: number, from?: number): WindowSnapshot {
     const stride = Math.max(HIST, ...windows.map((w) => w.stride));
     const acc = new Float64Array(stride);
     let start = now;
-    for (const w of windows) start = Math.min(start, w.accumulate(windowMs, now, acc));
+    for (const w of windows) start = Math.min(start, w.accumulate(windowMs, now, acc, from));
     return summarize(acc, stride > HIST && windows.every((w) => w.stride === stride), windowMs, start, now);
   }
 
-  /** Adds the last `windowMs` into `acc`; returns when the time summed starts (ms). */
-  private accumulate(windowMs: number, now: number, acc: Float64Array): number {
-    const ring = this.rings.find((r) => r.span >= windowMs) ?? (this.rings[this.rings.length - 1] as Ring);
-    return Math.max(ring.sum(now, windowMs, acc), this.since);
+  /** Adds the last `windowMs` (nothing before `from`) into `acc`; returns when the time summed starts (ms). */
+  private accumulate(windowMs: number, now: number, acc: Float64Array, from?: number): number {
+    const ring = this.rings.find((r) => r.covers(now, windowMs, from)) ?? (this.rings[this.rings.length - 1] as Ring);
+    return Math.max(ring.sum(now, windowMs, acc, from), this.since);
   }
 }
 

@@ -140,7 +140,7 @@ export class RolloutDriver implements RolloutMetricsSource {
     });
   }
 
-  /** Resumes a paused plan: the flag goes back to the current step and its hold starts over. */
+  /** Resumes a paused plan: the flag goes back to the current step; its hold and the gates' traffic start over. */
   resume(flag: string, who: string): Promise<RolloutView> {
     return this.enqueue(async () => {
       const r = this.life.require(flag);
@@ -149,9 +149,7 @@ export class RolloutDriver implements RolloutMetricsSource {
           `the plan for "${flag}" is ${r.state}: only a paused plan can be resumed${ACTIVE.has(r.state) ? '' : ` (PUT /api/v1/rollouts/${flag} starts a plan again)`}`,
         );
       }
-      const pct = stepPercentage(r, r.step);
-      await this.life.setFlag(r, { enabled: true, percentage: pct }, { who, reason: `plan resumed by ${who}: step ${r.step + 1}/${r.plan.steps.length} -> ${pct} %` });
-      await this.life.transition(r, 'running', null, who, 'resumed');
+      await this.life.resume(r, who);
       return this.view(r);
     });
   }

@@ -71,13 +71,15 @@ export class RolloutLifecycle {
       reason: null,
       initial: { exists: before !== undefined, enabled: before?.enabled ?? false, percentage: before?.percentage ?? 0 },
       startedAt: now,
+      gatesFrom: now,
       startedBy: who,
       updatedAt: now,
       history: [],
     };
     const pct = stepPercentage(r, 0);
     await this.setFlag(r, { enabled: true, percentage: pct }, { who, reason: `plan started by ${who}: step 1/${plan.steps.length} -> ${pct} %` });
-    r.since = r.startedAt = r.updatedAt = this.deps.clock();
+    // The gates judge this plan's traffic only: not the last plan's, which may have rolled it back.
+    r.since = r.startedAt = r.gatesFrom = r.updatedAt = this.deps.clock();
     this.rollouts.set(flag, r);
     this.remember(r, 'started', null, who);
     await this.persist(r);
@@ -116,6 +118,15 @@ export class RolloutLifecycle {
     this.remember(r, 'advanced', reason, undefined, decided);
     await this.persist(r);
     this.deps.logger.info({ flag: r.flag, step: next + 1, percentage: pct }, 'rollout advanced');
+  }
+
+  /** A paused plan runs again: the flag back to its step, the hold and the gates' traffic start over. */
+  async resume(r: Rollout, who: string): Promise<void> {
+    const pct = stepPercentage(r, r.step);
+    await this.setFlag(r, { enabled: true, percentage: pct }, { who, reason: `plan resumed by ${who}: step ${r.step + 1}/${r.plan.steps.length} -> ${pct} %` });
+    // What paused it (a red gate, a person's change) is in the window: judging it again would undo the resume.
+    r.gatesFrom = this.deps.clock();
+    await this.transition(r, 'running', null, who, 'resumed', r.gatesFrom);
   }
 
   async setFlag(r: Rollout, patch: FlagPatch, actor: { who?: string; reason: string }): Promise<void> {

@@ -6,15 +6,17 @@ import type { Rollout } from './model.js';
 import { windowMs } from './plan.js';
 
 /**
- * Shadow comparison counts over a recent window for the routes whose flag is `flag`, or
+ * Shadow comparison counts over a recent window for the routes whose flag is `flag`, counting
+ * no comparison made before `from` (ms; the plan's start or last resume), or
  * undefined when there are none (no shadow configured): the maxShadowMismatch gate then reports
  * "no-data" and does not block.
  */
-export type ShadowProvider = (flag: string) => ShadowCounts | undefined;
+export type ShadowProvider = (flag: string, from?: number) => ShadowCounts | undefined;
 
 /** What the driver reads the live windows from (CutoverObserver). */
 export interface RolloutStats {
-  flagWindow(routes: readonly string[], windowMs: number): FlagWindow;
+  /** `from` (ms): count nothing recorded before it (the plan's start or last resume). */
+  flagWindow(routes: readonly string[], windowMs: number, from?: number): FlagWindow;
   /** When given, the driver registers its gauges there (cutover_rollout_*). */
   readonly metrics?: { setRollouts(source: RolloutMetricsSource | undefined): void };
 }
@@ -37,14 +39,14 @@ export class LiveGates {
     const sample = emptySample(gates);
     const routes = this.routesOf(r.flag);
     if (this.observer && routes.length > 0) {
-      const w = this.observer.flagWindow(routes, windowMs(gates));
+      const w = this.observer.flagWindow(routes, windowMs(gates), r.gatesFrom);
       sample.candidate = { requests: w.candidate.requests, errors: w.candidate.errors, p95_ms: w.candidate.p95_ms, p99_ms: w.candidate.p99_ms };
       sample.skipped = w.skipped;
       sample.legacy = { requests: w.legacy.requests, errors: w.legacy.errors };
     }
     if (gates.maxShadowMismatch !== undefined && this.shadow) {
       try {
-        sample.shadow = this.shadow(r.flag);
+        sample.shadow = this.shadow(r.flag, r.gatesFrom);
       } catch (err) {
         if (!this.shadowFailed) this.logger.error({ err: (err as Error).message }, 'shadow results provider failed (reported once): maxShadowMismatch reads no-data');
         this.shadowFailed = true;

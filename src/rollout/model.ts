@@ -34,6 +34,11 @@ export interface Rollout {
   /** The flag before the plan started (for rollbackTo "previous" on the first step). */
   initial: { exists: boolean; enabled: boolean; percentage: number };
   startedAt: number;
+  /**
+   * The gates read only traffic from this time on (ms): when the plan started or was last
+   * resumed. Not reset by a step raise: the earlier step's traffic is the same candidate's.
+   */
+  gatesFrom: number;
   startedBy: string;
   updatedAt: number;
   history: HistoryEntry[];

@@ -21,6 +21,7 @@ export function serializeRollout(r: Rollout): Record<string, unknown> {
     origin: r.origin,
     fileHash: r.fileHash,
     initial: r.initial,
+    gatesFrom: new Date(r.gatesFrom).toISOString(),
     ...timeline(r),
   };
 }
@@ -42,6 +43,7 @@ export function reviveRollout(flag: string, json: unknown): Rollout | Error {
       return t;
     };
     const initial = (o.initial ?? {}) as Record<string, unknown>;
+    const startedAt = time('startedAt');
     return {
       flag,
       plan,
@@ -53,7 +55,9 @@ export function reviveRollout(flag: string, json: unknown): Rollout | Error {
       since: time('since'),
       reason: typeof o.reason === 'string' ? o.reason : null,
       initial: { exists: initial.exists === true, enabled: initial.enabled === true, percentage: typeof initial.percentage === 'number' ? initial.percentage : 0 },
-      startedAt: time('startedAt'),
+      startedAt,
+      // Files written before gatesFrom existed: the plan's start (live windows are empty after a restart anyway).
+      gatesFrom: o.gatesFrom === undefined ? startedAt : time('gatesFrom'),
       startedBy: typeof o.startedBy === 'string' ? o.startedBy : 'unknown',
       updatedAt: time('updatedAt'),
       history: Array.isArray(o.history) ? (o.history as HistoryEntry[]).slice(-HISTORY_MAX) : [],

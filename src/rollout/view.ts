@@ -17,7 +17,8 @@ export interface RolloutView {
   nextStepAt: string | null;
   reason: string | null;
   gates: Partial<Record<GateName, GateResult>>;
-  window: Evaluation['window'];
+  /** `from`: the gates count no traffic before it (the plan's start or last resume). */
+  window: Evaluation['window'] & { from: string };
   /** green: would advance once the hold is over; waiting: too little traffic; red: failing. */
   verdict: Evaluation['verdict'];
   routes: string[];
@@ -43,7 +44,7 @@ export function rolloutView(r: Rollout, ev: Evaluation, flag: FlagView | undefin
     nextStepAt: r.state === 'running' ? new Date(r.since + holdMs(step)).toISOString() : null,
     reason: r.reason,
     gates: ev.gates,
-    window: ev.window,
+    window: { ...ev.window, from: new Date(r.gatesFrom).toISOString() },
     verdict: ev.verdict,
     routes,
     flagState: { exists: flag !== undefined, enabled: flag?.enabled ?? false, percentage: flag?.percentage ?? 0 },

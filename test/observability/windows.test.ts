@@ -191,3 +191,27 @@ t.test('counting-only windows (fallbacks) keep no histogram', async (t) => {
   t.equal(s.requests, 7);
   t.equal(s.p50_ms, null);
 });
+
+t.test('combined from a start time: no slot that began before it counts', async (t) => {
+  const c = fakeClock(1_763_700_000_000); // on a 5 s boundary
+  const w = new SlidingWindow({ clock: c.now, latency: false });
+  for (let i = 0; i < 20; i++) w.record(1, true); // the traffic that rolled a plan back
+  c.advance(10_400);
+  const from = c.now(); // 400 ms into a 1 s slot
+  w.record(1, true); // same 1 s slot as `from`, but before it: must not count
+  c.advance(600); // next 1 s slot starts at `from` + 600
+  for (let i = 0; i < 30; i++) w.record(1, false);
+  t.match(SlidingWindow.combined([w], 60_000, c.now()), { requests: 51, errors: 21 }, 'without from: everything in the last minute');
+  t.match(SlidingWindow.combined([w], 60_000, c.now(), from), { requests: 30, errors: 0 }, 'from: only whole slots at or after it');
+  t.match(SlidingWindow.combined([w], 300_000, c.now(), from), { requests: 30, errors: 0 }, 'a 5-minute window reads the 1 s ring while it reaches back to from');
+  t.match(SlidingWindow.combined([w], 60_000, c.now(), c.now() + 1000), { requests: 0 }, 'from in the future: nothing');
+
+  c.advance(70_000); // the 1 s ring no longer reaches back to from: 5 s slots
+  w.record(1, false);
+  t.match(SlidingWindow.combined([w], 300_000, c.now()), { requests: 52, errors: 21 });
+  t.match(
+    SlidingWindow.combined([w], 300_000, c.now(), from),
+    { requests: 1, errors: 0 },
+    'past a minute, the 5 s slot holding from is left out whole: the 30 requests after from go with the error before it',
+  );
+});

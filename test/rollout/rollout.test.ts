@@ -208,6 +208,8 @@ t.test('quiet traffic below minRequests waits instead of advancing', async (t) =
   t.equal((await put(`${admin}/api/v1/rollouts/f`, plan)).status, 200);
   const users = Array.from({ length: 400 }, (_, i) => `quiet-${i}`).filter((u) => bucketOf('f', u) <= 50);
   const send = (us: string[]) => Promise.all(us.map((u) => http(`${proxy}/api/x`, { headers: { 'x-user-id': u } })));
+  // The gates count whole 1 s slots from the plan's start: the second it started in is not counted.
+  await new Promise((r) => setTimeout(r, 1020 - (Date.now() % 1000)));
   await send(users.slice(0, 10));
   await new Promise((r) => setTimeout(r, 2500));
   const v = await rollout(admin);

@@ -1,0 +1,94 @@
+import t, { type Test } from 'tap';
+import { RolloutDriver } from '../../src/rollout/driver.js';
+import { FlagStore } from '../../src/flags/store.js';
+import { CutoverObserver } from '../../src/observability/observer-impl.js';
+import { silentLogger } from '../../src/observability/logger.js';
+
+// The driver with an injected clock (as in plan.test.ts): which traffic the gates judge after a
+// plan starts again, is resumed or raises a step.
+
+const T0 = Date.parse('2026-03-02T09:00:00Z');
+
+/** Flag `x` is behind route `x-route`; the driver only ticks when the test says so. */
+async function rig(t: Test) {
+  let now = T0;
+  const clock = () => now;
+  const flags = new FlagStore(silentLogger);
+  await flags.start();
+  const observer = new CutoverObserver({ logger: silentLogger, clock, defaultMetrics: false });
+  const driver = new RolloutDriver({ flags, logger: silentLogger, observer, routesOf: (f) => [`${f}-route`], clock, intervalMs: 3_600_000 });
+  await driver.start();
+  t.teardown(() => driver.close());
+  /** `n` candidate attempts on the flag's route, the first `errors` of them 503s. */
+  const traffic = (flag: string, n: number, errors = 0) => {
+    for (let i = 0; i < n; i++) {
+      const bad = i < errors;
+      observer.attempt({ route: `${flag}-route`, target: 'candidate', upstream: 'c', status: bad ? 503 : 200, durationMs: 5, failure: bad ? '5xx' : undefined });
+    }
+  };
+  const advance = (ms: number) => (now += ms);
+  const iso = (ms = now) => new Date(ms).toISOString();
+  return { flags, driver, traffic, advance, iso, now: () => now };
+}
+
+const gates = { maxErrorRate: 0.01, minRequests: 100 };
+
+t.test('PUT it again after a rollback: the new plan is not judged on the traffic that rolled the old one back', async (t) => {
+  const { flags, driver, traffic, advance, iso } = await rig(t);
+  const plan = { steps: [{ percentage: 25, hold: '1m' }, { percentage: 100, hold: '1h' }], gates };
+  await driver.put('f', plan, 'ops');
+  traffic('f', 200, 20);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'rolled_back', reason: /^maxErrorRate 0\.1 > 0\.01 \(20 errors in 200 candidate requests/ });
+  t.match(flags.view('f'), { enabled: false });
+
+  advance(10_000); // the candidate is fixed; the 20 errors are still in the last minute
+  const again = await driver.put('f', plan, 'ops');
+  t.match(again, { state: 'running', step: 1, window: { candidateRequests: 0, from: iso() } }, 'the window starts at the new plan');
+  traffic('f', 50);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', verdict: 'waiting', window: { candidateRequests: 50, candidateErrors: 0 } }, 'only the new plan\'s 50 requests: waits, no second rollback');
+  traffic('f', 50);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', step: 1, verdict: 'green', gates: { maxErrorRate: { value: 0, state: 'ok' } } });
+  t.match(flags.view('f'), { enabled: true, percentage: 25 });
+
+  // A step raise does not restart the window: the earlier step's traffic is the same candidate's.
+  advance(59_000);
+  traffic('f', 100);
+  advance(1_500); // the hold is over 500 ms before this tick: step 2 begins after these requests
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', step: 2, percentage: 100, window: { candidateRequests: 100 } }, 'step 1\'s requests still count at step 2');
+  t.equal(driver.get('f')?.window.from, again.window.from, 'window.from stays at the plan\'s start');
+});
+
+t.test('onFailure "pause": a red gate pauses and leaves the flag; resume restarts the hold and the gates\' traffic', async (t) => {
+  const { flags, driver, traffic, advance, iso, now } = await rig(t);
+  const plan = { steps: [{ percentage: 25, hold: '10m' }, { percentage: 50, hold: '10m' }], gates, onFailure: 'pause' };
+  await driver.put('f', plan, 'ops');
+  traffic('f', 200, 20);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'paused', step: 1, reason: /^maxErrorRate 0\.1 > 0\.01 \(20 errors in 200 candidate requests, last 60 s\); paused \(onFailure: pause\)$/ });
+  t.match(flags.view('f'), { enabled: true, percentage: 25 }, 'the flag is left for a person');
+  traffic('f', 100, 100);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'paused' }, 'a paused plan judges nothing');
+  t.match(flags.view('f'), { enabled: true, percentage: 25 }, 'and never rolls back');
+
+  advance(5_000);
+  const resumedAt = now();
+  const resumed = await driver.resume('f', 'ops');
+  t.match(resumed, { state: 'running', step: 1, since: iso(resumedAt), nextStepAt: iso(resumedAt + 600_000), window: { from: iso(resumedAt), candidateRequests: 0 } }, 'the hold starts over');
+  traffic('f', 50);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', verdict: 'waiting', window: { candidateRequests: 50 } }, 'the errors before the resume are not judged again');
+
+  advance(600_000 - 5_000 + 1_000); // 10 min since the plan started, 9m56s since the resume
+  traffic('f', 100);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', step: 1, verdict: 'green' }, 'green, but the hold counts from the resume');
+  advance(5_000);
+  await driver.tick();
+  t.match(driver.get('f'), { state: 'running', step: 2, percentage: 50 }, 'advances once 10m have passed since the resume');
+  t.same(driver.get('f')?.history.map((h) => h.event), ['started', 'paused', 'resumed', 'advanced']);
+});
