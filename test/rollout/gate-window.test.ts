@@ -5,7 +5,7 @@ import { CutoverObserver } from '../../src/observability/observer-impl.js';
 import { silentLogger } from '../../src/observability/logger.js';
 
 // The driver with an injected clock (as in plan.test.ts): which traffic the gates judge after a
-// plan starts again, is resumed or raises a step.
+// plan starts again, is resumed or raises a step, and what a red gate does per onFailure/rollbackTo.
 
 const T0 = Date.parse('2026-03-02T09:00:00Z');
 
@@ -91,4 +91,25 @@ t.test('onFailure "pause": a red gate pauses and leaves the flag; resume restart
   await driver.tick();
   t.match(driver.get('f'), { state: 'running', step: 2, percentage: 50 }, 'advances once 10m have passed since the resume');
   t.same(driver.get('f')?.history.map((h) => h.event), ['started', 'paused', 'resumed', 'advanced']);
+});
+
+t.test('rollbackTo 0 and "previous" on the first step', async (t) => {
+  const { flags, driver, traffic } = await rig(t);
+  await flags.set('was-on', { enabled: true, percentage: 5 }, { source: 'admin-api', who: 'ops' });
+  await flags.set('was-off', { enabled: false, percentage: 30 }, { source: 'admin-api', who: 'ops' });
+  const steps = [{ percentage: 40, hold: '1h' }, { percentage: 100, hold: '1h' }];
+  await driver.put('zero', { steps, gates, rollbackTo: 0 }, 'ops');
+  await driver.put('was-on', { steps, gates, rollbackTo: 'previous' }, 'ops');
+  await driver.put('was-off', { steps, gates, rollbackTo: 'previous' }, 'ops');
+  await driver.put('new', { steps, gates, rollbackTo: 'previous' }, 'ops');
+  for (const f of ['zero', 'was-on', 'was-off', 'new']) {
+    t.match(flags.view(f), { enabled: true, percentage: 40 }, `${f}: step 1`);
+    traffic(f, 100, 50);
+  }
+  await driver.tick();
+  for (const f of ['zero', 'was-on', 'was-off', 'new']) t.equal(driver.get(f)?.state, 'rolled_back', `${f}: rolled back`);
+  t.match(flags.view('zero'), { enabled: true, percentage: 0 }, '0: percentage 0, still enabled (a cohort keeps its pilot users)');
+  t.match(flags.view('was-on'), { enabled: true, percentage: 5 }, 'previous on step 1: the flag as it was before the plan');
+  t.match(flags.view('was-off'), { enabled: false, percentage: 30 }, '...disabled, at its old percentage');
+  t.match(flags.view('new'), { enabled: false }, '...or off when there was no flag');
 });
