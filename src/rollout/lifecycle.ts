@@ -181,7 +181,8 @@ export class RolloutLifecycle {
     r.since = r.updatedAt = this.deps.clock();
     this.remember(r, 'paused', r.reason);
     this.deps.logger.warn({ flag: r.flag, reason: r.reason }, 'rollout plan paused at start');
-    void this.deps.enqueue(() => this.persist(r));
+    // persist() has logged a failure; the pause holds in memory and the next write retries it.
+    this.deps.enqueue(() => this.persist(r)).catch(() => undefined);
   }
 
   private remember(r: Rollout, event: HistoryEntry['event'], reason: string | null, by?: string, at = this.deps.clock()): void {

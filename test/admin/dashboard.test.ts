@@ -79,7 +79,7 @@ if (typeof found === 'string') {
   t.skip(loudSkip(found), () => {});
 } else {
   t.test('the page shows flags, routes and live stats; changing the percentage in the UI changes the flag', async (t) => {
-    const { admin } = await setup(t);
+    const { admin, proxy } = await setup(t);
     const ctx = await found.launch(t);
     const page = await ctx.newPage();
     const errors = watchErrors(page);
@@ -111,6 +111,10 @@ if (typeof found === 'string') {
     t.equal((await http(`${admin}/api/v1/rollouts/f`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(plan) })).status, 200);
     const panel = page.locator('section[data-plan="f"]');
     await panel.waitFor();
+    // The gates count only traffic since the plan started, in whole seconds: send some after it.
+    await new Promise((r) => setTimeout(r, 1020 - (Date.now() % 1000)));
+    for (let i = 0; i < 40; i++) await http(`${proxy}/api/items/${i}`, { headers: { 'x-user-id': `user-${i}` } });
+    await waitFor(async () => /^\d+(\.\d+)? (ms|s)$/.test(await panel.locator('tr[data-gate="maxP95Ms"] .gv').innerText()), 5000, 'the gates see the plan\'s traffic');
     t.equal(await panel.locator('.pstep').innerText(), 'step 1 of 2 · 25 %');
     t.match(await panel.locator('.next').innerText(), /^next step in (59m|1h)/);
     t.equal(await panel.locator('tr[data-gate="maxP95Ms"] .gl').innerText(), '250 ms');
