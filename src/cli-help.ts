@@ -13,7 +13,9 @@ Options:
   --host ADDR           proxy bind address                             [0.0.0.0]
   --admin-port N        admin API port                                 [9090]
   --admin-host ADDR     admin bind address (non-loopback needs a token) [127.0.0.1]
-  --drain-timeout DUR   on SIGTERM, time in-flight requests get        [10s]
+  --drain-delay DUR     on SIGTERM, /readyz is 503 but the proxy still
+                        serves this long before it stops accepting     [5s]
+  --drain-timeout DUR   then, time in-flight requests get to finish    [10s]
   --no-watch            don't reload when files in --routes change (SIGHUP still reloads)
   -h, --help            this help
 

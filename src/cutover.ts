@@ -82,7 +82,10 @@ export interface Cutover {
   reload(): Promise<Config>;
   /** Metrics, live windows and request logs (what /metrics, /api/v1/status and the dashboard show). */
   observability: CutoverObserver;
-  /** False while draining, so /readyz turns red before listeners close. */
+  /**
+   * False while draining: serve() sets it as a drain starts, and /readyz answers 503 through the
+   * drain delay and the drain (the proxy still serves, the admin listener closes last).
+   */
   setReady(ready: boolean): void;
   close(): Promise<void>;
 }

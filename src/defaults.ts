@@ -5,6 +5,8 @@ export const DEFAULTS = {
   adminPort: 9090,
   adminHost: '127.0.0.1',
   drainTimeoutMs: 10_000,
+  /** Pre-stop delay: /readyz is red but the proxy still serves (endpoints and balancers catch up). */
+  drainDelayMs: 5_000,
   livenessPath: '/healthz',
   readinessPath: '/readyz',
   metricsPath: '/metrics',

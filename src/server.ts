@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { DEFAULTS } from './defaults.js';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { assertAdminBindable, isLoopback } from './admin/auth.js';
 import { createCutover, type Cutover, type CutoverOptions } from './cutover.js';
 import type { Logger } from './observability/logger.js';
@@ -12,8 +13,13 @@ export interface ServeOptions extends CutoverOptions {
   host: string;
   adminPort: number;
   adminHost: string;
-  /** How long in-flight requests may take to finish after SIGTERM before sockets are cut. */
+  /** How long in-flight requests may take to finish, once the proxy stops accepting, before sockets are cut. */
   drainTimeoutMs: number;
+  /**
+   * Pre-stop delay: after shutdown() starts, /readyz answers 503 but the proxy keeps accepting and
+   * serving this long, so load balancers drop this instance before its port refuses [0; the CLI's 5s].
+   */
+  drainDelayMs?: number;
   /** Extra fields for the "cutover listening" line (the CLI's process-level settings). */
   startup?: Record<string, unknown>;
 }
@@ -25,13 +31,18 @@ export interface Running {
   admin: Server;
   proxyPort: number;
   adminPort: number;
-  /** Stops accepting, lets in-flight requests finish (up to the drain timeout), releases everything. */
+  /**
+   * Turns /readyz red, keeps serving for the drain delay, then stops accepting and lets in-flight
+   * requests finish (up to the drain timeout); the admin listener closes last.
+   */
   shutdown(): Promise<void>;
 }
 
 export async function serve(options: ServeOptions): Promise<Running> {
   const logger: Logger = options.logger ?? createLogger();
   assertAdminBindable(options.adminHost, options.adminToken);
+  const drainDelayMs = options.drainDelayMs ?? 0;
+  if (!Number.isFinite(drainDelayMs) || drainDelayMs < 0) throw new Error(`drainDelayMs must be a number of milliseconds >= 0, got ${String(drainDelayMs)}`);
   const cutover = createCutover({ ...options, logger });
   try {
     await cutover.ready;
@@ -41,6 +52,7 @@ export async function serve(options: ServeOptions): Promise<Running> {
   }
 
   const limits = cutover.config.limits;
+  let draining = false;
   const proxy = createServer(
     {
       requireHostHeader: false,
@@ -49,7 +61,13 @@ export async function serve(options: ServeOptions): Promise<Running> {
       // slowloris client hold a socket far past headersTimeout.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 2))),
     },
-    cutover.handler,
+    (req, res) => {
+      // Every response during a drain closes its connection: a keep-alive client (a load balancer)
+      // reconnects, to another instance once it has dropped this one, instead of having an idle
+      // socket closed under a request it is sending.
+      if (draining) res.setHeader('connection', 'close');
+      cutover.handler(req, res);
+    },
   );
   // Above the usual load balancer idle timeout (60 s), so the LB closes first and never sends on
   // a socket we are closing.
@@ -74,12 +92,20 @@ export async function serve(options: ServeOptions): Promise<Running> {
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
-      logger.info({ drainTimeoutMs: options.drainTimeoutMs }, 'draining');
+      logger.info({ drainDelayMs, drainTimeoutMs: options.drainTimeoutMs }, 'draining');
       cutover.setReady(false);
-      await Promise.all([
-        drain(proxy, options.drainTimeoutMs, () => cutover.closeUpgraded()),
-        drain(admin, options.drainTimeoutMs),
-      ]);
+      draining = true;
+      // Load balancers and Kubernetes endpoints need a moment to see /readyz red (or the pod
+      // terminating); until then they still send here, and a refused connection would be an error.
+      if (drainDelayMs > 0) {
+        await sleep(drainDelayMs);
+        logger.info('drain delay over: the proxy stops accepting');
+      }
+      const deadline = Date.now() + options.drainTimeoutMs;
+      await drain(proxy, options.drainTimeoutMs, () => cutover.closeUpgraded());
+      // The admin listener closes last, so /readyz answers 503 (not a refused connection) for the
+      // whole drain; its own requests get what is left of the same deadline.
+      await drain(admin, Math.max(0, deadline - Date.now()));
       await cutover.close();
       logger.info('stopped');
     })());
