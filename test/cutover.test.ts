@@ -47,16 +47,59 @@ t.test('createCutover: handler (with next), flags facade, ready, close', async (
   await cutover.close();
 });
 
-t.test('before ready the handler answers 503; a bad config rejects ready', async (t) => {
+t.test('until ready the handler answers 503, then it serves', async (t) => {
+  // Fleet mode waits at start for the first fetch from Unleash: a real server on loopback that
+  // holds that fetch until the test lets it go keeps `ready` pending as long as needed.
+  const legacy = await startUpstream(t, 'legacy');
+  let hold: (release: () => void) => void = () => undefined;
+  const held = new Promise<() => void>((resolve) => (hold = resolve));
+  const unleash = createServer((req, res) => {
+    if (!req.url?.includes('/client/features')) return void res.end('{}'); // register, metrics
+    hold(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"version":2,"features":[],"segments":[]}'));
+  });
+  unleash.listen(0, '127.0.0.1');
+  await once(unleash, 'listening');
+  t.teardown(() => {
+    unleash.closeAllConnections();
+    return new Promise<void>((r) => unleash.close(() => r()));
+  });
+  const cutover = createCutover({
+    routes: { upstreams: { legacy: { url: legacy.url } }, routes: [{ name: 'r', match: { path: '/' }, legacy: 'legacy' }] },
+    unleash: { url: `http://127.0.0.1:${(unleash.address() as AddressInfo).port}/api`, apiToken: '*:development.test', startupWaitMs: 60_000, timeoutMs: 60_000, disableMetrics: true },
+    logger: silentLogger,
+  });
+  t.teardown(() => cutover.close());
+  let isReady = false;
+  void cutover.ready.then(() => (isReady = true));
+  const server = createServer((req, res) => cutover.handler(req, res));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const release = await held;
+  const before = await http(`${base}/x`);
+  t.equal(isReady, false, 'ready is still pending');
+  t.equal(before.status, 503, 'before ready: 503');
+  t.equal(before.headers['retry-after'], '1');
+  t.match(before.json(), { error: 'starting' });
+  release();
+  await cutover.ready;
+  const after = await http(`${base}/x`);
+  t.equal(after.status, 200, 'once ready, the same handler serves');
+  t.equal(after.json<{ served_by: string }>().served_by, 'legacy');
+});
+
+t.test('a bad config rejects ready; the handler keeps answering 503', async (t) => {
   const cutover = createCutover({ routesDir: '/nonexistent-dir', logger: silentLogger });
   const server = createServer((req, res) => cutover.handler(req, res));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  await t.rejects(cutover.ready, ConfigError);
   const r = await http(`http://127.0.0.1:${(server.address() as AddressInfo).port}/x`);
   t.equal(r.status, 503);
   t.equal(r.headers['retry-after'], '1');
-  await t.rejects(cutover.ready, ConfigError);
   await cutover.close();
 });
 
