@@ -46,6 +46,7 @@ function port(v: string | boolean | undefined, name: string, dflt: number): numb
 
 function durationOpt(v: string | boolean | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
+  if (String(v) === '0') return 0;
   const ms = parseDuration(String(v));
   if (ms === undefined) fail(`--${name} must be a duration like 10s or 500ms, got ${String(v)}`);
   return ms;

@@ -40,7 +40,12 @@ t.test('the Deployment agrees with the code: ports, probes, env, drain, non-root
   t.equal(c.livenessProbe.httpGet.path, DEFAULTS.livenessPath);
   t.equal(portOf(c.livenessProbe.httpGet.port), adminPort);
   const drainMs = parseDuration(argValue(args, 'drain-timeout') ?? `${DEFAULTS.drainTimeoutMs}ms`)!;
-  t.ok(pod.terminationGracePeriodSeconds * 1000 > drainMs + 5000, 'grace period outlasts preStop + drain');
+  const delayMs = parseDuration(argValue(args, 'drain-delay') ?? `${DEFAULTS.drainDelayMs}ms`)!;
+  // cutover's own --drain-delay keeps serving (with /readyz red) while endpoints drop the pod;
+  // a preStop sleep on top would only stretch every rollout.
+  t.notOk(c.lifecycle?.preStop, 'no preStop pause: --drain-delay does that job');
+  t.ok(delayMs >= 2 * c.readinessProbe.periodSeconds * 1000, 'the drain delay outlasts two readiness probes');
+  t.ok(pod.terminationGracePeriodSeconds * 1000 > delayMs + drainMs, 'grace period outlasts drain delay + drain timeout');
   const envNames: string[] = c.env.map((e: Obj) => e.name);
   const known = new Set<string>(Object.values(ENV));
   for (const n of envNames) t.ok(known.has(n), `env ${n} is one cutover reads`);

@@ -185,7 +185,8 @@ export async function spawnCutover(t: Teardown, args: string[], env: Record<stri
 
 /** serve args for a spawned proxy on ephemeral loopback ports. */
 export function serveArgs(dirs: { routesDir: string; flagsDir: string }): string[] {
-  return ['serve', '--routes', dirs.routesDir, '--flags', dirs.flagsDir, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1'];
+  // No drain delay: tests that stop a spawned proxy do not wait for load balancers.
+  return ['serve', '--routes', dirs.routesDir, '--flags', dirs.flagsDir, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-delay', '0'];
 }
 
 /** Reads the resident set size of a process in bytes (Linux). */
