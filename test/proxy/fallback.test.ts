@@ -97,10 +97,17 @@ t.test('an answer already waiting when the timeout fires late (event loop stalle
 
 t.test('candidate resetting sockets: every GET answered by legacy', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
-  const candidate = await rawServer(t, (sock) => sock.once('data', () => sock.destroy()));
+  let contacted = 0;
+  const candidate = await rawServer(t, (sock) =>
+    sock.once('data', () => {
+      contacted++;
+      sock.destroy();
+    }),
+  );
   const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
   const results = await burst(proxy, 30);
   t.same(results.filter((r) => r.status !== 200 || r.served !== 'legacy'), []);
+  t.ok(contacted >= 3, `the candidate received requests and reset them (${contacted}) before it was ejected`);
 });
 
 t.test('dead candidate: GETs and POSTs go to legacy without paying the timeout', async (t) => {
@@ -111,16 +118,29 @@ t.test('dead candidate: GETs and POSTs go to legacy without paying the timeout',
   t.ok(gets.every((r) => r.ms < 150), 'connection refused is immediate');
   const posts = await burst(proxy, 10, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
   t.same(posts.filter((r) => r.status !== 200 || r.served !== 'legacy'), [], 'never-received POSTs are replayed on legacy');
-  t.equal(legacy.seen.filter((s) => s.method === 'POST').length, 10, 'each POST delivered exactly once');
+  const delivered = legacy.seen.filter((s) => s.method === 'POST');
+  t.equal(delivered.length, 10, 'each POST delivered exactly once');
+  t.same(delivered.map((s) => s.bodyBytes), Array(10).fill(7), 'with its whole (streamed) body');
 });
 
 t.test('a candidate that dies mid-rollout: within 2 s no request pays the timeout', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
-  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url), ALL_IN));
+  // A 1 s timeout: a request that paid it cannot pass for a slow one on a busy machine.
+  const { proxy } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url, { timeout: '1s' }), ALL_IN));
   t.ok((await burst(proxy, 10)).every((r) => r.served === 'candidate'));
   candidate.server.closeAllConnections();
   await new Promise<void>((r) => candidate.server.close(() => r()));
+  // Its port turns into a black hole (accepts, never answers): only ejection spares the
+  // requests the route timeout, unlike a refused connect, which is instant on loopback.
+  const held = new Set<import('node:net').Socket>();
+  const hole = createServer((sock) => held.add(sock.on('error', () => undefined)));
+  hole.listen(candidate.port, '127.0.0.1');
+  await once(hole, 'listening');
+  t.teardown(() => {
+    for (const sock of held) sock.destroy();
+    return new Promise<void>((r) => hole.close(() => r()));
+  });
   const died = Date.now();
   const late: number[] = [];
   let failed = 0;
@@ -131,7 +151,8 @@ t.test('a candidate that dies mid-rollout: within 2 s no request pays the timeou
     }
   }
   t.equal(failed, 0, 'no request failed while the candidate died');
-  t.ok(late.length > 0 && late.every((ms) => ms < 150), `after 2 s every request is fast (max ${Math.max(...late)} ms)`);
+  t.ok(held.size > 0, `requests reached the black hole (${held.size} connections) until the candidate was ejected`);
+  t.ok(late.length > 0 && late.every((ms) => ms < 500), `after 2 s no request pays the timeout (max ${Math.max(...late)} ms)`);
 });
 
 t.test('POSTs are never delivered to both backends', async (t) => {
@@ -231,8 +252,9 @@ t.test('the route budget bounds the whole request', async (t) => {
 
 t.test('fallbackOn limits what falls back', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
-  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
-    res.writeHead(500);
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    if (req.url?.endsWith('/reset')) return req.socket.destroy();
+    res.writeHead(req.url?.endsWith('/503') ? 503 : 500);
     res.end('mine');
   });
   const cfg = config(legacy.url, candidate.url, { fallbackOn: ['connect', 'timeout', 503] }, { outlier: { consecutiveFailures: 1000 } });
@@ -240,6 +262,13 @@ t.test('fallbackOn limits what falls back', async (t) => {
   const r = await http(`${proxy}/api/x`, { headers: { 'x-user-id': 'u1' } });
   t.equal(r.status, 500, '500 is not in the list: passed through');
   t.equal(r.text, 'mine');
+  const listed = await http(`${proxy}/api/503`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(listed.status, 200, '503 is in the list: legacy answers');
+  t.equal(listed.json<{ served_by: string }>().served_by, 'legacy');
+  const reset = await http(`${proxy}/api/reset`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(reset.status, 502, 'reset is not in the list: the failure is passed through');
+  t.match(reset.json(), { error: 'bad_gateway', message: 'upstream candidate failed: reset' });
+  t.same(legacy.seen.map((s) => s.url), ['/api/503'], 'legacy saw only the listed failure');
 });
 
 
@@ -347,4 +376,22 @@ t.test("hedging: a legacy 5xx does not beat a candidate that is still answering"
   const r = await http(`${proxy}/api/h`, { headers: { 'x-user-id': 'u1' } });
   t.equal(r.status, 200);
   t.equal(r.json<{ served_by: string }>().served_by, 'candidate');
+});
+
+t.test('a request with a body is never hedged', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => json200(res), 200));
+  });
+  const cfg = config(legacy.url, candidate.url, { hedge: '30ms', timeout: '2s' });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const bare = await http(`${proxy}/api/h`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(bare.json<{ served_by: string }>().served_by, 'legacy', 'a bodiless GET is hedged (the setup works)');
+  const before = legacy.seen.length;
+  for (const method of ['POST', 'GET']) {
+    const r = await http(`${proxy}/api/h`, { method, body: '{"q":1}', headers: { 'x-user-id': 'u1', 'content-type': 'application/json' } });
+    t.equal(r.json<{ served_by: string }>().served_by, 'candidate', `${method} with a body waits for the candidate`);
+  }
+  t.equal(legacy.seen.length, before, 'legacy never saw them');
 });

@@ -26,10 +26,13 @@ t.test('users split by bucket, stick to their side, and move only forward', asyn
   const at25 = await side();
   for (const u of users) t.equal(at25.get(u), bucketOf('f', u) <= 25 ? 'candidate' : 'legacy', u) || t.bailout(u);
   t.same(await side(), at25, 'same users, same sides on a second pass');
-  await postJson(`${admin}/api/v1/flags/f`, { percentage: 50 });
+  t.equal((await postJson(`${admin}/api/v1/flags/f`, { percentage: 50 })).status, 200, 'flag set to 50 %');
   const at50 = await side();
+  for (const u of users) t.equal(at50.get(u), bucketOf('f', u) <= 50 ? 'candidate' : 'legacy', u) || t.bailout(u);
   t.ok(users.every((u) => at25.get(u) !== 'candidate' || at50.get(u) === 'candidate'), 'nobody moved back at 50%');
-  await postJson(`${admin}/api/v1/flags/f`, { enabled: false });
+  const moved = users.filter((u) => at25.get(u) === 'legacy' && at50.get(u) === 'candidate').length;
+  t.ok(moved > 0, `users moved forward to the candidate (${moved})`);
+  t.equal((await postJson(`${admin}/api/v1/flags/f`, { enabled: false })).status, 200);
   t.ok([...(await side()).values()].every((s) => s === 'legacy'), 'rollback sends everyone to legacy at once');
 });
 
