@@ -3,8 +3,13 @@ import type { Target, Why } from '../routing/decide.js';
 /** Why a request meant for the candidate was served by legacy instead. */
 export type FallbackReason = 'connect' | 'reset' | 'timeout' | '5xx' | 'unhealthy' | 'hedge';
 
-/** How an upstream attempt failed ('5xx' = answered with a status in the fallback list). */
-export type AttemptFailure = 'connect' | 'reset' | 'timeout' | 'aborted' | 'protocol' | '5xx';
+/**
+ * How an upstream attempt failed ('5xx' = answered with a status in the fallback list).
+ * 'aborted': cancelled because the client left (or its upload passed the limit). 'hedged':
+ * cancelled because the other attempt of a hedged request answered first. Neither is an
+ * upstream error.
+ */
+export type AttemptFailure = 'connect' | 'reset' | 'timeout' | 'aborted' | 'hedged' | 'protocol' | '5xx';
 
 /** One upstream attempt (a request served after fallback has two: candidate, then legacy). */
 export interface AttemptRecord {

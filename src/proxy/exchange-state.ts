@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.js';
-import type { FallbackReason, Observer } from '../observability/observer.js';
+import type { AttemptFailure, FallbackReason, Observer } from '../observability/observer.js';
 import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import type { Decision } from '../routing/decide.js';
 import { UNROUTED } from '../routing/choose.js';
 import type { LiveFailure } from '../upstream/health.js';
-import { recordCandidate, type AutoDisable } from '../upstream/outcomes.js';
+import { liveFailure, recordCandidate, type AutoDisable } from '../upstream/outcomes.js';
 import type { ResponseCapture } from '../shadow/capture.js';
 import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
 import { sendProxyError, type UpstreamError } from './errors.js';
-import type { Attempt } from './forward.js';
+import type { Attempt, AttemptResult } from './forward.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };
@@ -49,6 +49,8 @@ export abstract class ExchangeState {
   protected legacy: Attempt | undefined;
   protected winner: Attempt | undefined;
   protected candidateSettled = false;
+  /** Hedged: how legacy failed while the candidate was still pending (undefined: no failure yet). */
+  protected legacyError: UpstreamError | undefined;
   protected legacyTries = 0;
   protected attempts = 0;
   /** Length of `headers` before the first attempt appended its Host. */
@@ -67,9 +69,26 @@ export abstract class ExchangeState {
     protected readonly next: (() => void) | undefined,
   ) {}
 
+  /** The client left, or its upload passed the limit: stop whatever is still in flight. */
   cancelAttempts(): void {
-    this.candidate?.cancel();
-    this.legacy?.cancel();
+    this.drop(this.candidate, 'aborted');
+    this.drop(this.legacy, 'aborted');
+  }
+
+  /**
+   * Cancels an attempt still in flight and records it (attemptDone never comes for it), so every
+   * attempt is counted once: a candidate slow on every request still fills its window.
+   */
+  protected drop(attempt: Attempt | undefined, why: AttemptFailure): void {
+    if (attempt === undefined || !attempt.cancel()) return;
+    this.deps.observer.attempt({
+      route: this.routeName,
+      target: attempt.target,
+      upstream: attempt.upstream.name,
+      status: attempt.statusCode,
+      durationMs: performance.now() - attempt.startedAt,
+      failure: why,
+    });
   }
 
   /** Never replay a write the candidate may have seen, nor a body already streamed away. */
@@ -83,7 +102,21 @@ export abstract class ExchangeState {
     return this.body === null || this.body instanceof Buffer;
   }
 
-  protected candidateOutcome(failure: LiveFailure | undefined): void {
+  /**
+   * One verdict per candidate attempt, once it ended: a 5xx status (even if the body was then
+   * cut), a success when the response completed, or the failure that ended it.
+   */
+  protected judgeCandidate(attempt: Attempt, result: AttemptResult): void {
+    const err = result.error;
+    if (result.status >= 500) return this.candidateOutcome('5xx');
+    if (err === undefined) return this.candidateOutcome(undefined);
+    // No verdict: the attempt was aborted, its answer was discarded because the request was
+    // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing.
+    if (err.kind === 'aborted' || err.kind === '5xx' || (err.kind === 'timeout' && !attempt.timeoutIsUpstreams())) return this.releaseTrial();
+    this.candidateOutcome(liveFailure(err.kind));
+  }
+
+  private candidateOutcome(failure: LiveFailure | undefined): void {
     this.trial = false; // success() and failure() end the trial
     recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
   }

@@ -24,9 +24,16 @@ export interface ForwardRequest {
   body: IncomingMessage | Buffer | null;
 }
 
+/**
+ * What the owner makes of final response headers: `accept` sends them on to the client, `reject`
+ * discards the response (nothing reaches the client), `hold` keeps it unsent with the upstream
+ * paused, until the owner calls release() or cancel().
+ */
+export type Verdict = 'accept' | 'reject' | 'hold';
+
 export interface AttemptOwner {
-  /** Final response headers arrived. Return false to discard them (nothing reaches the client). */
-  accept(attempt: Attempt, status: number): boolean;
+  /** Final response headers arrived. */
+  accept(attempt: Attempt, status: number): Verdict;
   /** Called exactly once per attempt, unless the owner cancelled it. */
   attemptDone(attempt: Attempt, result: AttemptResult): void;
   /** An upload without Content-Length passed the body limit while streaming. */
@@ -71,6 +78,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private expired = false;
   private bodyLimit = 0;
   private bodyBytes = 0;
+  /** A held response (see Verdict): its raw headers, body read meanwhile, and whether it ended. */
+  private heldHeaders: Buffer[] | null = null;
+  private heldBody: Buffer[] | null = null;
+  private heldDone = false;
 
   constructor(
     private readonly owner: AttemptOwner,
@@ -102,23 +113,61 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200 || this.settled) return !this.settled; // 1xx: the final response is still to come
     this.upstream.answered++;
     clearTimeout(this.timer);
-    if (!this.owner.accept(this, statusCode)) {
+    const verdict = this.owner.accept(this, statusCode);
+    if (verdict === 'reject') {
       this.rejectedStatus = statusCode;
       this.abortUpstream?.(ABANDONED);
       return false;
     }
-    const headers = copyResponseHeaders((rawHeaders ?? []) as Buffer[], this.requestId);
-    this.capture?.onHeaders(statusCode, headers);
+    this.status = statusCode;
+    this.resumeUpstream = resume;
+    if (verdict === 'accept') return this.sendHeaders((rawHeaders ?? []) as Buffer[]);
+    this.heldHeaders = (rawHeaders ?? []) as Buffer[];
+    return false; // paused: undici reads no more of it until release()
+  }
+
+  /** The response is held (not yet sent, not settled). */
+  get held(): boolean {
+    return this.heldHeaders !== null && !this.settled;
+  }
+
+  /** Response status received (0 before headers, or when it was rejected). */
+  get statusCode(): number {
+    return this.status;
+  }
+
+  /**
+   * Sends a held response on to the client after all: the owner had nothing better. On the next
+   * tick, since undici cannot resume a parser from inside another parser's callback.
+   */
+  release(): void {
+    process.nextTick(releaseHeld, this);
+  }
+
+  sendHeld(): void {
+    const raw = this.heldHeaders;
+    if (raw === null || this.settled) return;
+    this.heldHeaders = null;
+    if (!this.sendHeaders(raw)) return;
+    const body = this.heldBody;
+    this.heldBody = null;
+    if (body !== null) for (const chunk of body) this.res.write(chunk);
+    if (this.heldDone) return this.onComplete();
+    this.resumeUpstream?.();
+  }
+
+  private sendHeaders(raw: Buffer[]): boolean {
+    const headers = copyResponseHeaders(raw, this.requestId);
+    this.capture?.onHeaders(this.status, headers);
     try {
-      this.res.writeHead(statusCode, headers);
+      this.res.writeHead(this.status, headers);
+      return true;
     } catch (err) {
-      // An upstream header Node refuses to send (bad name or bytes): answer 502, don't crash.
+      // An upstream header Node refuses to send (bad name or bytes): the owner answers 502.
+      this.status = 0;
       this.abortUpstream?.(err as Error);
       return false;
     }
-    this.status = statusCode;
-    this.resumeUpstream = resume;
-    return true;
   }
 
   onBodySent(chunk: { length: number } | number): void {
@@ -131,6 +180,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.heldHeaders !== null) {
+      // undici stops parsing while paused; kept in case a chunk was already on its way.
+      (this.heldBody ??= []).push(chunk);
+      return false;
+    }
     this.capture?.onData(chunk);
     if (this.res.write(chunk)) return true;
     // The client is slower than the upstream: false pauses the upstream socket until the client
@@ -145,6 +199,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     if (this.settled) return;
+    if (this.heldHeaders !== null) {
+      this.heldDone = true; // a bodiless answer (HEAD, 204) can end while held
+      return;
+    }
     this.res.end();
     this.settle({ status: this.status, error: undefined, headersSent: true });
   }
@@ -193,12 +251,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.abortUpstream?.(err); // not yet sent: onConnect will drop it instead
   }
 
-  /** Drops the attempt without telling the owner (the client left, or another attempt won). */
-  cancel(): void {
-    if (this.settled) return;
+  /**
+   * Drops the attempt without telling the owner (the client left, or another attempt won).
+   * Returns whether it was still live: the owner then records it, as attemptDone never comes.
+   */
+  cancel(): boolean {
+    if (this.settled) return false;
     this.settled = true;
     this.cleanup();
     this.abortUpstream?.(ABANDONED);
+    return true;
   }
 
   resume(): void {
@@ -213,6 +275,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   private cleanup(): void {
     clearTimeout(this.timer);
+    this.heldHeaders = this.heldBody = null;
     if (this.res[kStreaming] === this) {
       this.res[kStreaming] = undefined;
       this.res.off('drain', resumeOnDrain);
@@ -233,6 +296,10 @@ function onAttemptTimeout(attempt: Attempt): void {
 
 function confirmAttemptTimeout(attempt: Attempt): void {
   attempt.timedOut();
+}
+
+function releaseHeld(attempt: Attempt): void {
+  attempt.sendHeld();
 }
 
 function resumeOnDrain(this: TrackedResponse): void {

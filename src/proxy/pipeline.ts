@@ -5,9 +5,10 @@ import type { Decision, Target } from '../routing/decide.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
-import { liveFailure, recordLegacy } from '../upstream/outcomes.js';
+import { recordLegacy } from '../upstream/outcomes.js';
 import { appendForwarded } from './forwarded.js';
-import { Attempt, type AttemptOwner, type AttemptResult } from './forward.js';
+import { Attempt, type AttemptOwner, type AttemptResult, type Verdict } from './forward.js';
+import type { UpstreamError } from './errors.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody, planBody } from './request-body.js';
@@ -142,14 +143,19 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
 
   private launchLegacy(): void {
     const up = this.route?.legacy ?? (this.state.defaultUpstream as Upstream);
-    const budget = this.route?.policy.budgetMs ?? 0;
-    let timeout = 0;
-    if (budget > 0) {
-      timeout = Math.ceil(budget - (performance.now() - this.startedAt));
-      if (timeout <= 0) return this.reply(504, 'upstream_timeout', `route ${this.routeName} budget of ${budget} ms exhausted`);
-    }
+    const timeout = this.legacyTimeout();
+    if (timeout < 0) return this.reply(504, 'upstream_timeout', `route ${this.routeName} budget of ${this.route?.policy.budgetMs} ms exhausted`);
     this.legacyTries++;
+    this.legacyError = undefined;
     this.legacy = this.launch(up, 'legacy', timeout);
+  }
+
+  /** What the route's budget leaves legacy: ms, 0 = no budget, -1 = spent. */
+  private legacyTimeout(): number {
+    const budget = this.route?.policy.budgetMs ?? 0;
+    if (budget <= 0) return 0;
+    const left = Math.ceil(budget - (performance.now() - this.startedAt));
+    return left > 0 ? left : -1;
   }
 
   private launch(up: Upstream, target: Target, timeoutMs: number): Attempt {
@@ -172,23 +178,29 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
 
   hedge(): void {
     if (this.winner || this.done || this.candidateSettled || this.legacy) return;
+    // A spent budget would answer 504 with the candidate still pending: let it decide instead.
+    if (this.legacyTimeout() < 0) return;
     this.launchLegacy();
   }
 
-  accept(attempt: Attempt, status: number): boolean {
-    if (this.winner !== undefined || this.done) return false;
-    // Hedged: a legacy 5xx is not "the first good answer" while the candidate may still give one.
-    if (attempt.target === 'legacy' && status >= 500 && this.candidate !== undefined && !this.candidateSettled) return false;
-    if (attempt.target === 'candidate') {
-      this.candidateOutcome(status >= 500 ? '5xx' : undefined);
-      if (fallsBackOnStatus((this.route as CompiledRoute).policy, status) && this.canFallBack(attempt)) return false;
+  accept(attempt: Attempt, status: number): Verdict {
+    if (this.winner !== undefined || this.done) return 'reject';
+    if (attempt.target === 'legacy') {
+      // Hedged: a legacy 5xx is not "the first good answer" while the candidate may still give
+      // one, but it is the answer of last resort should the candidate fail: hold it unsent.
+      if (status >= 500 && this.candidate !== undefined && !this.candidateSettled) return 'hold';
+    } else if (fallsBackOnStatus((this.route as CompiledRoute).policy, status) && this.legacyCanAnswer() && this.canFallBack(attempt)) {
+      return 'reject';
     }
+    this.win(attempt);
+    return 'accept';
+  }
+
+  private win(attempt: Attempt): void {
     this.winner = attempt;
     clearTimeout(this.hedgeTimer);
-    const other = attempt === this.candidate ? this.legacy : this.candidate;
-    other?.cancel();
+    this.drop(attempt === this.candidate ? this.legacy : this.candidate, 'hedged');
     if (attempt.target === 'legacy' && this.candidate !== undefined && this.fallback === undefined) this.noteFallback('hedge');
-    return true;
   }
 
   // 6. fall back, or answer the failure
@@ -206,33 +218,61 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       this.candidateSettled = true;
       // A timeout while the request waited in our own pool, or that left the candidate too
       // little of the time, is cutover's queueing, not the candidate failing: fall back, but
-      // don't eject the candidate or count toward auto-disable.
-      const ours = err?.kind === 'timeout' && !attempt.timeoutIsUpstreams();
-      if (ours) this.releaseTrial();
-      else if (err !== undefined && err.kind !== '5xx' && err.kind !== 'aborted') this.candidateOutcome(liveFailure(err.kind));
+      // don't eject the candidate or count toward auto-disable (judgeCandidate).
+      this.judgeCandidate(attempt, result);
     } else {
       recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
     }
     if (err === undefined && this.capture !== undefined && attempt.capture === this.capture) this.submitShadow();
     if (err === undefined || result.headersSent) return this.finish();
-    if (this.done || this.winner !== undefined || err.kind === 'aborted') return;
-
-    if (attempt.target === 'candidate') {
-      if (this.legacy !== undefined) return; // hedged: legacy's answer is on its way
-      const route = this.route as CompiledRoute;
-      if (fallsBackOn(route.policy, err.kind, result.status) && this.canFallBack(attempt)) {
-        this.noteFallback(err.kind as FallbackReason);
-        return this.launchLegacy();
-      }
-      return this.replyError(err);
+    if (this.done) return;
+    // The winner failed before a byte reached the client (Node refused its headers): answer.
+    if (this.winner !== undefined) return this.winner === attempt ? this.replyError(err) : undefined;
+    if (attempt.target === 'candidate') return this.candidateFailed(attempt, err, result.status);
+    if (this.candidate !== undefined && !this.candidateSettled) {
+      this.legacyError = err; // hedged: the candidate may still answer
+      return;
     }
-    if (this.candidate !== undefined && !this.candidateSettled) return; // hedged: the candidate may still answer
-    // A keep-alive socket the upstream closed as we reused it: safe to try once more when the
-    // request is idempotent and nothing of its body was consumed.
-    if (err.kind === 'reset' && this.legacyTries === 1 && IDEMPOTENT.has(this.req.method as string) && this.bodyKept()) {
+    this.legacyFailed(err);
+  }
+
+  private candidateFailed(attempt: Attempt, err: UpstreamError, status: number): void {
+    const falls = fallsBackOn((this.route as CompiledRoute).policy, err.kind, status);
+    const legacy = this.legacy;
+    if (legacy !== undefined) {
+      // Hedged: legacy's outcome is the answer, as after a fallback: its response (sent on now if
+      // it was held), or its failure once it has none.
+      if (this.fallback === undefined) this.noteFallback(falls ? (err.kind as FallbackReason) : 'hedge');
+      if (this.legacyError !== undefined) return this.legacyFailed(this.legacyError);
+      if (legacy.held) {
+        this.win(legacy);
+        legacy.release();
+      }
+      return; // otherwise legacy's answer is on its way
+    }
+    if (falls && this.canFallBack(attempt)) {
+      this.noteFallback(err.kind as FallbackReason);
       return this.launchLegacy();
     }
     this.replyError(err);
+  }
+
+  private legacyFailed(err: UpstreamError): void {
+    if (this.legacyRetries(err)) return this.launchLegacy();
+    this.replyError(err);
+  }
+
+  /**
+   * A keep-alive socket the upstream closed as we reused it: safe to try once more when the
+   * request is idempotent and nothing of its body was consumed.
+   */
+  private legacyRetries(err: UpstreamError): boolean {
+    return err.kind === 'reset' && this.legacyTries === 1 && IDEMPOTENT.has(this.req.method as string) && this.bodyKept();
+  }
+
+  /** Hedged with legacy already failed for good: a candidate 5xx is the only answer there is. */
+  private legacyCanAnswer(): boolean {
+    return this.legacyError === undefined || this.legacyRetries(this.legacyError);
   }
 
   /** Legacy answered in full: mirror the request to the candidate, off the request path. */

@@ -155,3 +155,59 @@ t.test('/metrics and /api/v1/status need the admin token when one is set; the pa
   t.equal((await http(`${admin}/healthz`)).status, 200);
   t.equal((await http(`${admin}/metrics`, { method: 'POST', headers: { authorization: 'Bearer s3cret' } })).status, 405);
 });
+
+interface TargetView {
+  requests_total: number;
+  codes: Record<string, number>;
+  '1m': { requests: number; errors: number; p50_ms: number | null };
+}
+type StatusView = { routes: Array<{ name: string; candidate?: TargetView; legacy: TargetView }> };
+
+t.test('hedging: a candidate that loses every hedge still fills its window, as slow answers, not errors', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => {
+    const timer = setTimeout(() => res.end('{"served_by":"candidate"}'), 400);
+    res.on('close', () => clearTimeout(timer));
+  });
+  const cfg = twoSided(legacy, candidate);
+  Object.assign(cfg.routes?.[0] as object, { hedge: '50ms', timeout: '2s' });
+  const { proxy, admin } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } }));
+  for (let i = 0; i < 5; i++) {
+    const r = await http(`${proxy}/api/h/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    t.equal(r.json<{ served_by: string }>().served_by, 'legacy', `request ${i}: legacy won the hedge`);
+  }
+  const { prom } = await scrape(admin);
+  t.equal(prom.value('cutover_requests_total', { route: 'api', target: 'candidate', code: 'hedged' }), 5, 'each cancelled candidate attempt counted');
+  t.equal(prom.value('cutover_requests_total', { route: 'api', target: 'legacy', code: '200' }), 5);
+  t.equal(prom.value('cutover_request_duration_seconds_count', { route: 'api', target: 'candidate' }), 5);
+  t.ok(prom.value('cutover_request_duration_seconds_sum', { route: 'api', target: 'candidate' }) >= 5 * 0.045, 'each lasted at least the hedge delay');
+  t.equal(prom.value('cutover_fallbacks_total', { route: 'api', reason: 'hedge' }), 5);
+
+  const api = (await http(`${admin}/api/v1/status`)).json<StatusView>().routes.find((r) => r.name === 'api');
+  const cand = api?.candidate as TargetView;
+  t.same(cand.codes, { hedged: 5 });
+  t.equal(cand['1m'].requests, 5, "the candidate's window holds the requests");
+  t.equal(cand['1m'].errors, 0, 'a lost hedge is not an error');
+  t.ok((cand['1m'].p50_ms as number) >= 45 / 1.26, `its latency is at least the hedge delay (p50 ${cand['1m'].p50_ms} ms)`);
+});
+
+t.test('a client that leaves first: the attempt is counted as code="aborted", not as an error', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', () => undefined); // never answers
+  const cfg = twoSided(legacy, candidate);
+  Object.assign(cfg.routes?.[0] as object, { timeout: '5s' });
+  const { proxy, admin } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } }));
+  const { request } = await import('node:http');
+  const req = request(`${proxy}/api/leave`, { headers: { 'x-user-id': 'u1' } });
+  req.on('error', () => undefined);
+  req.end();
+  await waitFor(() => candidate.seen.length === 1, 5000, 'the candidate got the request');
+  req.destroy();
+  await waitFor(async () => (await scrape(admin)).prom.value('cutover_requests_total', { route: 'api', target: 'candidate' }) === 1, 5000, 'the attempt recorded');
+  const { prom } = await scrape(admin);
+  t.equal(prom.value('cutover_requests_total', { route: 'api', target: 'candidate', code: 'aborted' }), 1);
+  const api = (await http(`${admin}/api/v1/status`)).json<StatusView>().routes.find((r) => r.name === 'api');
+  t.equal(api?.candidate?.['1m'].requests, 1);
+  t.equal(api?.candidate?.['1m'].errors, 0, 'the client leaving is not an upstream error');
+  t.equal(legacy.seen.length, 0, 'nothing fell back');
+});
