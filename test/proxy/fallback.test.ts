@@ -541,3 +541,32 @@ t.test('a response header Node refuses to send: 502, and the request is finished
   t.match(log.requests(), [{ requestId: 'bad-u1', status: 502 }, { requestId: 'bad-u2', status: 502 }]);
   t.equal((await http(`${proxy}/api/fine`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'still serving');
 });
+
+t.test('a POST still queued in our pool when its timeout fires goes to legacy once, body whole, and never to the candidate', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  let releaseSlow: () => void = () => undefined;
+  const slowDone = new Promise<void>((r) => (releaseSlow = r));
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    // Holds the pool's only connection until the test lets go.
+    if (req.url?.startsWith('/api/slow')) return void slowDone.then(() => json200(res));
+    json200(res);
+  });
+  const cfg = config(legacy.url, candidate.url, {}, { connections: 1 });
+  const routes = cfg.routes as NonNullable<ConfigInput['routes']>;
+  routes.unshift({ ...(routes[0] as NonNullable<ConfigInput['routes']>[number]), name: 'slow', match: { path: '/api/slow' }, timeout: '5s' });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const slow = http(`${proxy}/api/slow`, { headers: { 'x-user-id': 'u1' } });
+  await waitFor(async () => candidate.seen.length === 1, 2000, 'the slow GET holds the connection');
+  const body = 'order-123';
+  const post = await http(`${proxy}/api/orders`, { method: 'POST', body, headers: { 'x-user-id': 'u2', 'content-type': 'text/plain' } });
+  t.equal(post.status, 200, 'answered');
+  t.equal(post.json<{ served_by: string }>().served_by, 'legacy', 'by legacy, after its 200 ms timeout in the queue');
+  const posts = legacy.seen.filter((s) => s.method === 'POST');
+  t.equal(posts.length, 1, 'legacy got the POST once');
+  t.equal(posts[0]?.bodyBytes, body.length, 'with its whole body');
+  releaseSlow();
+  t.equal((await slow).status, 200, 'the slow GET completes on the candidate');
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(candidate.seen.map((s) => s.method), ['GET'], 'the queued POST was dropped, never sent to the candidate later');
+});
