@@ -16,8 +16,12 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-/** Request headers the proxy sets itself (after dropping the client's copies). */
-const MANAGED_REQUEST = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
+/**
+ * Request headers the proxy sets itself (after dropping the client's copies). x-cutover-shadow
+ * marks mirrored requests, which candidates may dry-run (no payment, no email): a client's copy
+ * must never reach an upstream, or a real order could be skipped while the client sees success.
+ */
+const MANAGED_REQUEST = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect', 'x-cutover-shadow']);
 
 /** Header names remembered per direction (see requestNames and responseNames). */
 const MAX_NAMES = 512;

@@ -164,11 +164,29 @@ function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
   return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
 }
 
+const SHADOW_HEADER = 'x-cutover-shadow';
+
+/**
+ * The mirrored request's headers: the forwarded ones with the upstream's Host and exactly one
+ * `x-cutover-shadow: 1` (the proxy strips clients' copies, but a job's headers must not decide
+ * whether the candidate sees a second value).
+ */
+function shadowHeaders(forwarded: readonly string[], host: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < forwarded.length; i += 2) {
+    const name = forwarded[i] as string;
+    if (name.length === SHADOW_HEADER.length && name.toLowerCase() === SHADOW_HEADER) continue;
+    out.push(name, forwarded[i + 1] as string);
+  }
+  out.push('host', host, SHADOW_HEADER, '1');
+  return out;
+}
+
 async function fetchCaptured(up: Upstream, job: ShadowJob, s: CompiledShadow): Promise<CapturedResponse> {
   const r = await up.pool.request({
     method: job.method as 'GET',
     path: up.basePath + job.path,
-    headers: [...job.headers, 'host', up.host, 'x-cutover-shadow', '1'],
+    headers: shadowHeaders(job.headers, up.host),
     body: job.body,
     headersTimeout: s.timeoutMs,
     bodyTimeout: s.timeoutMs,

@@ -134,3 +134,19 @@ t.test('each response relays its own header values, as names and values change b
     }
   }
 });
+
+t.test("a client's x-cutover-shadow never reaches an upstream on a real request", async (t) => {
+  // Candidates may dry-run requests marked as shadow (no payment, no email): a client setting the
+  // mark on a real order would be told it succeeded while nothing happened.
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const marks = (h: string[]) => h.filter((v, i) => i % 2 === 0 && v.toLowerCase() === 'x-cutover-shadow');
+  const toLegacy = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } }));
+  await rawPath(toLegacy.proxy, 'POST', '/api/orders', '{"order":1}', { 'X-Cutover-Shadow': '1' });
+  await rawPath(toLegacy.proxy, 'GET', '/api/cart', undefined, { 'x-cutover-shadow': '1' });
+  const toCandidate = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: true, percentage: 100 } }));
+  await rawPath(toCandidate.proxy, 'POST', '/api/orders', '{"order":2}', { 'x-user-id': 'u1', 'x-cutover-shadow': '1' });
+  t.equal(legacy.seen.length, 2);
+  t.equal(candidate.seen.length, 1);
+  for (const s of [...legacy.seen, ...candidate.seen]) t.same(marks(s.rawHeaders), [], `${s.method} ${s.url}: no shadow mark`);
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { http, postJson } from '../helpers/http.js';
+import { http, postJson, rawPath } from '../helpers/http.js';
 import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
 import { bucketOf } from '../../src/routing/bucket.js';
 import { SHADOW_GROUP } from '../../src/shadow/shadower.js';
@@ -66,7 +66,6 @@ t.test('ignored fields match, real differences are found, candidate 500s are mis
   const list = (await http(`${admin}/api/v1/shadow`)).json<{ routes: Array<{ route: string }> }>();
   t.same(list.routes.map((x) => x.route), ['catalog']);
   t.equal((await http(`${admin}/api/v1/shadow/nope`)).status, 404);
-  const { rawPath } = await import('../helpers/http.js');
   t.equal((await rawPath(admin, 'GET', '/api/v1/shadow/%E0')).status, 400, 'malformed escape: 400, not 500');
 });
 
@@ -145,4 +144,18 @@ t.test('noise cancellation: fields where legacy disagrees with itself stop count
   const r = (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
   t.same(r.noisy_fields, ['$.nonce']);
   t.same(r.top_fields, []);
+});
+
+t.test("mirrored requests carry exactly one x-cutover-shadow: 1, whatever the client sent", async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (_req, res) => json(res, { ok: true }));
+  const candidate = await startUpstream(t, 'candidate', (_req, res) => json(res, { ok: true }));
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, noiseSample: 100 }), { f: { enabled: false } });
+  const { proxy } = await startCutover(t, dirs);
+  const marks = (h: string[]) => h.flatMap((v, i) => (i % 2 === 0 && v.toLowerCase() === 'x-cutover-shadow' ? [h[i + 1]] : []));
+  await rawPath(proxy, 'GET', '/api/m', undefined, { 'x-user-id': 'u1', 'X-Cutover-Shadow': '1' });
+  await rawPath(proxy, 'GET', '/api/m', undefined, { 'x-user-id': 'u2', 'x-cutover-shadow': '0' });
+  await waitFor(() => candidate.seen.length === 2 && legacy.seen.length === 4, 3000, 'two mirrored, two probed');
+  const real = legacy.seen.filter((s) => s.headers['x-cutover-shadow'] === undefined);
+  t.equal(real.length, 2, "the real requests reached legacy without the client's mark");
+  for (const s of [...candidate.seen, ...legacy.seen.filter((x) => !real.includes(x))]) t.same(marks(s.rawHeaders), ['1'], 'exactly one mark, "1"');
 });
