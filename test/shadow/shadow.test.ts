@@ -92,15 +92,25 @@ t.test('sampling by user bucket; writes only when opted in, with the same body',
     req.resume();
     req.on('end', () => json(res, { ok: true }));
   });
-  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 30 }), { f: { enabled: false } });
+  // One shadow job at a time: jobs run in the order they were submitted (used below).
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 30 }, { shadowing: { concurrency: 1, queue: 256 } }), { f: { enabled: false } });
   const { proxy } = await startCutover(t, dirs);
   const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
-  for (const u of users) await http(`${proxy}/api/a`, { headers: { 'x-user-id': u } });
-  await postJson(`${proxy}/api/a`, { order: 1 }, { 'x-user-id': 'user-1' });
-  await new Promise((r) => setTimeout(r, 300));
-  const shadowedUsers = new Set(candidate.seen.map((s) => s.headers['x-user-id']));
   const expected = new Set(users.filter((u) => bucketOf(SHADOW_GROUP, u) <= 30));
+  for (const u of users) await http(`${proxy}/api/a`, { headers: { 'x-user-id': u } });
+  await waitFor(() => candidate.seen.length === expected.size, 3000, 'every sampled user mirrored');
+  const shadowedUsers = new Set(candidate.seen.map((s) => s.headers['x-user-id']));
   t.same([...shadowedUsers].sort(), [...expected].sort(), 'exactly the users whose shadow bucket is in the 30%');
+
+  // A user inside the sample, so only the method decides: their GETs are mirrored (checked
+  // above), their POST must not be. The GET after it is a barrier: with one job at a time, once
+  // it reached the candidate, a mirrored POST would have reached it first.
+  const sampled = [...expected][0] as string;
+  t.ok(candidate.seen.some((s) => s.method === 'GET' && s.headers['x-user-id'] === sampled), `${sampled} is mirrored`);
+  await postJson(`${proxy}/api/a`, { order: 1 }, { 'x-user-id': sampled });
+  await http(`${proxy}/api/barrier`, { headers: { 'x-user-id': sampled } });
+  await waitFor(() => candidate.seen.some((s) => s.url === '/api/barrier'), 3000, 'the barrier GET mirrored');
+  t.equal(legacy.seen.filter((s) => s.method === 'POST').length, 1, 'legacy served the POST');
   t.notOk(candidate.seen.some((s) => s.method === 'POST'), 'writes are not mirrored by default');
 
   const cand2: Array<{ method: string; bytes: number }> = [];
