@@ -34,7 +34,8 @@ export class RouteShadowStats {
 
   constructor(
     readonly route: string,
-    readonly flag: string | undefined,
+    /** The route's flag in the live config (the Shadower updates it on reload). */
+    public flag: string | undefined,
     private readonly now: () => number = Date.now,
   ) {}
 

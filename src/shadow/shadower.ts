@@ -64,6 +64,8 @@ export interface ShadowJob {
  */
 export class Shadower {
   private readonly stats = new Map<string, RouteShadowStats>();
+  /** route -> flag in the live config, once setRouteFlags was called (see statsFor). */
+  private liveFlags: Map<string, string | undefined> | undefined;
   private readonly waiting: ShadowJob[] = [];
   private active = 0;
   private closed = false;
@@ -84,13 +86,32 @@ export class Shadower {
     this.statsFor(job.route, job.flag).record('dropped');
   }
 
+  /**
+   * A route's stats, carrying the route's flag in the live config: a reload may move a route to
+   * another flag, and the maxShadowMismatch gate finds stats by flag. The job's own flag is the
+   * one its request was routed under; it stands in only until setRouteFlags has been told the
+   * live mapping (a job queued before a reload would otherwise move the flag back).
+   */
   statsFor(route: string, flag: string | undefined): RouteShadowStats {
+    const live = this.liveFlags === undefined ? flag : this.liveFlags.get(route);
     let s = this.stats.get(route);
     if (s === undefined) {
-      s = new RouteShadowStats(route, flag);
+      s = new RouteShadowStats(route, live);
       this.stats.set(route, s);
-    }
+    } else s.flag = live;
     return s;
+  }
+
+  /**
+   * The live config's routes, after every (re)load: each route's stats now count for the route's
+   * current flag; a route no longer configured keeps its stats (still listed) under no flag, so it
+   * feeds no rollout gate. Comparisons already made stay: they judged the same route's answers.
+   */
+  setRouteFlags(routes: Iterable<{ readonly name: string; readonly flag?: string | undefined }>): void {
+    const live = new Map<string, string | undefined>();
+    for (const r of routes) live.set(r.name, r.flag);
+    this.liveFlags = live;
+    for (const s of this.stats.values()) s.flag = live.get(s.route);
   }
 
   all(): RouteShadowStats[] {
