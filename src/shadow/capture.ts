@@ -22,7 +22,11 @@ export class ResponseCapture {
     this.status = status;
     for (let i = 0; i < flat.length; i += 2) {
       const name = (flat[i] as string).toLowerCase();
-      if (name === 'content-type' || this.names.includes(name)) this.headers[name] = flat[i + 1] as string;
+      // content-encoding: shadow decodes the body before comparing (see decode.ts).
+      if (name !== 'content-type' && name !== 'content-encoding' && !this.names.includes(name)) continue;
+      // Repeated lines combine as undici combines them for the mirrored side (RFC 9110 5.3).
+      const prev = this.headers[name];
+      this.headers[name] = prev === undefined ? (flat[i + 1] as string) : `${prev}, ${flat[i + 1] as string}`;
     }
   }
 

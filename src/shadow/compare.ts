@@ -7,8 +7,10 @@ export interface CapturedResponse {
   /** Lowercased header names. */
   headers: Record<string, string>;
   body: Buffer;
-  /** The body was longer than the cap. */
+  /** The body was longer than the cap (when decoded, too: see decodeBody). */
   truncated: boolean;
+  /** Set when the body is still content-encoded (unknown or undecodable encoding): which, and why. */
+  encoded?: string;
 }
 
 export interface CompareOptions extends DiffOptions {
@@ -23,7 +25,7 @@ export type Verdict = { result: 'match' } | { result: 'mismatch'; differences: D
  * structurally (key order never matters) and anything else by content hash.
  */
 export function compareResponses(legacy: CapturedResponse, candidate: CapturedResponse, opts: CompareOptions): Verdict {
-  if (legacy.truncated || candidate.truncated) return { result: 'error', reason: 'body larger than shadow maxBody' };
+  if (legacy.truncated || candidate.truncated) return { result: 'error', reason: 'body larger than shadow maxBody (a compressed body counts at its decoded size)' };
   const differences: Difference[] = [];
   if (legacy.status !== candidate.status) differences.push({ path: 'status', legacy: legacy.status, candidate: candidate.status });
   for (const h of opts.headers) {
@@ -35,7 +37,7 @@ export function compareResponses(legacy: CapturedResponse, candidate: CapturedRe
   const b = parseJson(candidate);
   if (a !== NOT_JSON && b !== NOT_JSON) differences.push(...diffJson(a, b, opts));
   else if (hash(legacy.body) !== hash(candidate.body)) {
-    differences.push({ path: 'body', legacy: `sha256:${hash(legacy.body).slice(0, 16)} (${legacy.body.length} bytes)`, candidate: `sha256:${hash(candidate.body).slice(0, 16)} (${candidate.body.length} bytes)` });
+    differences.push({ path: 'body', legacy: bodyDigest(legacy), candidate: bodyDigest(candidate) });
   }
   return differences.length === 0 ? { result: 'match' } : { result: 'mismatch', differences };
 }
@@ -56,6 +58,11 @@ function parseJson(r: CapturedResponse): unknown {
 function normalizeHeader(name: string, v: string | undefined): string | undefined {
   if (name === 'content-type') return v?.split(';')[0]?.trim().toLowerCase();
   return v?.replace(/\s*;\s*/g, ';').toLowerCase();
+}
+
+function bodyDigest(r: CapturedResponse): string {
+  const encoded = r.encoded === undefined ? '' : `, content-encoding ${r.encoded}`;
+  return `sha256:${hash(r.body).slice(0, 16)} (${r.body.length} bytes${encoded})`;
 }
 
 function hash(b: Buffer): string {

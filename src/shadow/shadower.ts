@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import { bucketOf, inRollout } from '../routing/bucket.js';
 import type { Upstream } from '../upstream/pools.js';
 import { compareResponses, type CapturedResponse, type CompareOptions } from './compare.js';
+import { decodeBody } from './decode.js';
 import { compilePaths, diffJson, type PathSet } from './json-diff.js';
 import { RouteShadowStats } from './results.js';
 
@@ -142,12 +143,14 @@ export class Shadower {
     this.active++;
     const stats = this.statsFor(job.route, job.flag);
     try {
+      // Compared by content: how each side compressed its answer is not a difference.
+      const legacy = await decodeBody(job.legacyResponse, job.shadow.maxBody);
       if (job.shadow.noiseSample > 0 && job.method === 'GET' && Math.random() * 100 < job.shadow.noiseSample) {
-        await this.learnNoise(job, stats);
+        await this.learnNoise(job, legacy, stats);
       }
-      const candidate = await fetchCaptured(job.candidate, job, job.shadow);
+      const candidate = await decodeBody(await fetchCaptured(job.candidate, job, job.shadow), job.shadow.maxBody);
       const opts = { ...job.shadow.compare, ignore: withNoise(job.shadow.compare.ignore, stats) };
-      const verdict = compareResponses(job.legacyResponse, candidate, opts);
+      const verdict = compareResponses(legacy, candidate, opts);
       const example = { requestId: job.requestId, method: job.method, path: job.path, differences: verdict.result === 'mismatch' ? verdict.differences.slice(0, 10) : [] };
       if (verdict.result === 'error') stats.record('error', { ...example, reason: verdict.reason });
       else stats.record(verdict.result, example);
@@ -164,18 +167,21 @@ export class Shadower {
   }
 
   /** Asks legacy again: fields that differ between two legacy answers are noise (Diffy's idea). */
-  private async learnNoise(job: ShadowJob, stats: RouteShadowStats): Promise<void> {
-    const again = await fetchCaptured(job.legacy, job, job.shadow).catch(() => undefined);
-    if (again === undefined || again.truncated || job.legacyResponse.truncated) return;
+  private async learnNoise(job: ShadowJob, first: CapturedResponse, stats: RouteShadowStats): Promise<void> {
+    if (first.truncated || first.encoded !== undefined) return;
+    const fetched = await fetchCaptured(job.legacy, job, job.shadow).catch(() => undefined);
+    if (fetched === undefined) return;
+    const again = await decodeBody(fetched, job.shadow.maxBody);
+    if (again.truncated || again.encoded !== undefined) return;
     let a: unknown;
     let b: unknown;
     try {
-      a = JSON.parse(job.legacyResponse.body.toString('utf8'));
+      a = JSON.parse(first.body.toString('utf8'));
       b = JSON.parse(again.body.toString('utf8'));
     } catch {
       return;
     }
-    for (const d of diffJson(a, b, { ...job.shadow.compare, numericTolerance: job.shadow.compare.numericTolerance })) stats.markNoisy(d.path);
+    for (const d of diffJson(a, b, job.shadow.compare)) stats.markNoisy(d.path);
   }
 }
 
