@@ -52,6 +52,27 @@ export function normalizePath(p: string): string {
 
 const MAX_DIFFS = 50;
 
+/** Differences about an array or object as a whole (its length, or its items as a set). */
+const WHOLE = new WeakSet<Difference>();
+
+/**
+ * True when a difference is about one leaf value: not the document root, not a whole object or
+ * array (a type change, a length, an unordered set). Only leaves may be learned as noise: a
+ * container path covers every field below it, so one odd legacy answer would hide them all.
+ */
+export function isLeafDifference(d: Difference): boolean {
+  return d.path !== '$' && !WHOLE.has(d) && !isContainer(d.legacy) && !isContainer(d.candidate);
+}
+
+function isContainer(v: unknown): boolean {
+  return typeof v === 'object' && v !== null;
+}
+
+function pushWhole(out: Difference[], d: Difference): void {
+  WHOLE.add(d);
+  out.push(d);
+}
+
 /** Differences between two parsed JSON values (at most 50 are collected). */
 export function diffJson(legacy: unknown, candidate: unknown, opts: DiffOptions): Difference[] {
   const out: Difference[] = [];
@@ -103,10 +124,10 @@ function walkArray(a: unknown[], b: unknown[], path: string, opts: DiffOptions, 
         counts.set(k, n - 1);
       }
     }
-    if (!same) out.push({ path, legacy: `${a.length} items`, candidate: `${b.length} items (as a set: different)` });
+    if (!same) pushWhole(out, { path, legacy: `${a.length} items`, candidate: `${b.length} items (as a set: different)` });
     return;
   }
-  if (a.length !== b.length) out.push({ path: `${path}.length`, legacy: a.length, candidate: b.length });
+  if (a.length !== b.length) pushWhole(out, { path: `${path}.length`, legacy: a.length, candidate: b.length });
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n && out.length < MAX_DIFFS; i++) {
     const before = out.length;

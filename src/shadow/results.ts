@@ -28,7 +28,10 @@ export class RouteShadowStats {
   private readonly mismatched = new Uint32Array(SLOTS);
   private readonly slotTime = new Float64Array(SLOTS);
   private readonly fields = new Map<string, number>();
+  /** Confirmed noisy fields (seen differing by two separate probes), with how often seen. */
   readonly noisy = new Map<string, number>();
+  /** Fields one probe saw differ: not ignored yet. */
+  private readonly suspects = new Set<string>();
   private noisyCompiled: PathSet | undefined;
   private readonly examples: ShadowExample[] = [];
 
@@ -55,12 +58,22 @@ export class RouteShadowStats {
     }
   }
 
-  /** A field two legacy answers disagreed on: it is noise, not a finding. */
+  /**
+   * A field two legacy answers disagreed on. It becomes noise (ignored from then on) only when a
+   * second, separate probe sees it differ too: one odd legacy answer (a deploy landing between the
+   * two calls, a cache filling) must not hide a field for the rest of the process's life.
+   */
   markNoisy(path: string): void {
     const n = this.noisy.get(path);
-    if (n === undefined && this.noisy.size >= MAX_NOISY) return; // bounded, like everything here
-    this.noisy.set(path, (n ?? 0) + 1);
-    if (n === undefined) this.noisyCompiled = undefined;
+    if (n !== undefined) return void this.noisy.set(path, n + 1);
+    if (!this.suspects.has(path)) {
+      if (this.suspects.size < MAX_NOISY) this.suspects.add(path); // bounded, like everything here
+      return;
+    }
+    if (this.noisy.size >= MAX_NOISY) return;
+    this.suspects.delete(path);
+    this.noisy.set(path, 2);
+    this.noisyCompiled = undefined;
     this.fields.delete(path);
   }
 

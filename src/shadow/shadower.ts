@@ -4,7 +4,7 @@ import { bucketOf, inRollout } from '../routing/bucket.js';
 import type { Upstream } from '../upstream/pools.js';
 import { compareResponses, type CapturedResponse, type CompareOptions } from './compare.js';
 import { decodeBody } from './decode.js';
-import { compilePaths, diffJson, type PathSet } from './json-diff.js';
+import { compilePaths, diffJson, isLeafDifference, type PathSet } from './json-diff.js';
 import { RouteShadowStats } from './results.js';
 
 /** A route's shadow settings, compiled once at config load. */
@@ -166,11 +166,16 @@ export class Shadower {
     }
   }
 
-  /** Asks legacy again: fields that differ between two legacy answers are noise (Diffy's idea). */
+  /**
+   * Asks legacy again: leaf fields that differ between two good legacy answers are noise (Diffy's
+   * idea). Only when both answers are the same 2xx status: an error page on either call differs
+   * from the real answer everywhere. Never `$` or a whole object or array (see isLeafDifference),
+   * and a field is ignored only once two probes saw it differ (see markNoisy).
+   */
   private async learnNoise(job: ShadowJob, first: CapturedResponse, stats: RouteShadowStats): Promise<void> {
-    if (first.truncated || first.encoded !== undefined) return;
+    if (first.status < 200 || first.status > 299 || first.truncated || first.encoded !== undefined) return;
     const fetched = await fetchCaptured(job.legacy, job, job.shadow).catch(() => undefined);
-    if (fetched === undefined) return;
+    if (fetched === undefined || fetched.status !== first.status) return;
     const again = await decodeBody(fetched, job.shadow.maxBody);
     if (again.truncated || again.encoded !== undefined) return;
     let a: unknown;
@@ -181,7 +186,7 @@ export class Shadower {
     } catch {
       return;
     }
-    for (const d of diffJson(a, b, job.shadow.compare)) stats.markNoisy(d.path);
+    for (const d of diffJson(a, b, job.shadow.compare)) if (isLeafDifference(d)) stats.markNoisy(d.path);
   }
 }
 

@@ -149,11 +149,16 @@ t.test('noise cancellation: fields where legacy disagrees with itself stop count
   const candidate = await startUpstream(t, 'candidate', (_req, res) => json(res, { name: 'x', nonce: -1 }));
   const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, noiseSample: 100 }), { f: { enabled: false } });
   const { proxy, admin } = await startCutover(t, dirs);
-  for (let i = 0; i < 5; i++) await http(`${proxy}/api/n`, { headers: { 'x-user-id': `u${i}` } });
-  await waitFor(async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>().totals.match === 5, 3000, 'matches once nonce is known noise');
-  const r = (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
+  const report = async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>();
+  // One at a time, so each comparison sees exactly the probes before it.
+  for (let i = 0; i < 5; i++) {
+    await http(`${proxy}/api/n`, { headers: { 'x-user-id': `u${i}` } });
+    await waitFor(async () => ((r) => (r.totals.match ?? 0) + (r.totals.mismatch ?? 0) === i + 1)(await report()), 3000, `comparison ${i + 1}`);
+  }
+  const r = await report();
+  t.match(r.totals, { mismatch: 1, match: 4 }, 'one probe is not enough: noise once two probes saw it');
   t.same(r.noisy_fields, ['$.nonce']);
-  t.same(r.top_fields, []);
+  t.same(r.top_fields, [], 'a confirmed noisy field leaves the top fields');
 });
 
 t.test("mirrored requests carry exactly one x-cutover-shadow: 1, whatever the client sent", async (t) => {
