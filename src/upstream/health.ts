@@ -1,3 +1,4 @@
+import type { Client } from 'undici';
 import type { HealthConfig, OutlierConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Upstream } from './pools.js';
@@ -39,6 +40,9 @@ export class UpstreamHealth {
   private trialSince = 0;
   private lastReason: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The probe under way; aborted when its chain is replaced, so only one chain ever runs. */
+  private inFlight: AbortController | undefined;
+  private probeClient: Client | undefined;
   private intervalMs: number;
   private closed = false;
 
@@ -71,7 +75,7 @@ export class UpstreamHealth {
   success(): void {
     this.failures = 0;
     if (this.ejectedUntil !== 0) {
-      this.logger.info({ upstream: this.upstream.name, ejections: this.ejections }, 'upstream restored after ejection');
+      this.logger.info({ upstream: this.upstream.name, reason: 'trial request succeeded', ejections: this.ejections }, 'upstream restored after ejection');
       this.ejectedUntil = 0;
       this.ejections = 0;
     }
@@ -116,7 +120,7 @@ export class UpstreamHealth {
 
   /** Starts probing (if configured or if an interval override asks for it). */
   start(): void {
-    if (this.intervalMs > 0) this.schedule(0);
+    if (this.intervalMs > 0 && !this.closed) this.schedule(0);
   }
 
   /** A flag's health_check_interval overrides the configured probe interval for its candidate. */
@@ -124,14 +128,37 @@ export class UpstreamHealth {
     const next = ms ?? this.probe?.interval ?? 0;
     if (next === this.intervalMs) return;
     this.intervalMs = next;
-    clearTimeout(this.timer);
+    this.stopProbing();
     if (next > 0 && !this.closed) this.schedule(next);
-    if (next === 0) this.probeHealthy = true;
+    if (next === 0) {
+      // Unprobed means no probe verdict: the streaks start over if probing comes back.
+      this.probeHealthy = true;
+      this.probeFails = 0;
+      this.probeOks = 0;
+      this.dropProbeClient();
+    }
   }
 
   close(): void {
     this.closed = true;
+    this.stopProbing();
+    this.dropProbeClient();
+  }
+
+  /**
+   * Ends the current chain: the pending timer and the probe in flight, whose verdict would
+   * otherwise land after the change and reschedule a second chain (or, after probing was turned
+   * off, mark the upstream unhealthy with nothing left to bring it back).
+   */
+  private stopProbing(): void {
     clearTimeout(this.timer);
+    this.inFlight?.abort();
+    this.inFlight = undefined;
+  }
+
+  private dropProbeClient(): void {
+    void this.probeClient?.destroy().catch(() => undefined);
+    this.probeClient = undefined;
   }
 
   private schedule(delay: number): void {
@@ -141,16 +168,19 @@ export class UpstreamHealth {
 
   private async runProbe(): Promise<void> {
     const cfg = this.probe ?? { path: '/health', timeout: 1000, unhealthyAfter: 3, healthyAfter: 2 };
+    const chain = new AbortController();
+    this.inFlight = chain;
+    this.probeClient ??= this.upstream.openProbeClient();
     let ok = false;
     let reason = '';
     try {
-      const r = await this.upstream.pool.request({
+      const r = await this.probeClient.request({
         method: 'GET',
         path: this.upstream.basePath + cfg.path,
         headers: { host: this.upstream.host, 'user-agent': 'cutover-health' },
         headersTimeout: cfg.timeout,
         bodyTimeout: cfg.timeout,
-        signal: AbortSignal.timeout(cfg.timeout),
+        signal: AbortSignal.any([chain.signal, AbortSignal.timeout(cfg.timeout)]),
       });
       await r.body.dump();
       ok = r.statusCode >= 200 && r.statusCode < 400;
@@ -158,7 +188,8 @@ export class UpstreamHealth {
     } catch (err) {
       reason = (err as Error).message;
     }
-    if (this.closed) return;
+    if (chain.signal.aborted) return; // superseded or closed: a newer chain (if any) owns the verdict
+    this.inFlight = undefined;
     this.recordProbe(ok, reason, cfg);
     if (this.intervalMs > 0) this.schedule(this.intervalMs);
   }
@@ -169,7 +200,8 @@ export class UpstreamHealth {
       this.probeOks++;
       if (!this.probeHealthy && this.probeOks >= cfg.healthyAfter) {
         this.probeHealthy = true;
-        this.logger.info({ upstream: this.upstream.name, path: cfg.path }, 'upstream healthy again (active probe)');
+        const why = `probe ${cfg.path}: ${reason}, ${this.probeOks} in a row`;
+        this.logger.info({ upstream: this.upstream.name, path: cfg.path, reason: why }, 'upstream healthy again (active probe)');
       }
       return;
     }

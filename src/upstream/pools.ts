@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
 
 /** One upstream as the proxy uses it: a bounded keep-alive pool and how to address it. */
@@ -16,6 +16,11 @@ export interface Upstream {
   readonly secure: boolean;
   /** Responses it has begun (final status received): whether it answered anything lately. */
   answered: number;
+  /**
+   * A one-connection client outside `pool`, for active probes: a probe sent through the live pool
+   * waits behind live traffic, and its timeout would measure our queue, not the upstream.
+   */
+  openProbeClient(): Client;
 }
 
 export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
@@ -37,6 +42,12 @@ export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
     port: Number(cfg.url.port) || (cfg.url.protocol === 'https:' ? 443 : 80),
     secure: cfg.url.protocol === 'https:',
     answered: 0,
+    openProbeClient: () =>
+      new Client(cfg.url.origin, {
+        pipelining: 1,
+        connect: { timeout: cfg.connectTimeout },
+        keepAliveTimeout: cfg.keepAliveTimeout,
+      }),
   };
 }
 
