@@ -5,14 +5,16 @@ import { http, postJson, servedBy } from '../helpers/http.js';
 import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
 import { NO, TRIAL, UpstreamHealth, YES } from '../../src/upstream/health.js';
 import { createUpstream } from '../../src/upstream/pools.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { pino } from 'pino';
 import type { ConfigInput } from '../../src/config/schema.js';
 
 t.test('outlier ejection grows while failing, lets one trial through, and restores on success', async (t) => {
   let now = 1_000_000;
   const up = createUpstream('c', { url: new URL('http://127.0.0.1:1'), connections: 1, connectTimeout: 100, headersTimeout: 100, bodyTimeout: 100, keepAliveTimeout: 100, preserveHost: false, outlier: { consecutiveFailures: 3, baseEjection: 1000, maxEjection: 2500 } });
   t.teardown(() => up.pool.close());
-  const h = new UpstreamHealth(up, { consecutiveFailures: 3, baseEjection: 1000, maxEjection: 2500 }, undefined, silentLogger, () => now);
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info', base: null, timestamp: false }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const h = new UpstreamHealth(up, { consecutiveFailures: 3, baseEjection: 1000, maxEjection: 2500 }, undefined, logger, () => now);
   h.failure('timeout', 'r');
   h.failure('5xx', 'r');
   t.equal(h.admit(), YES, 'two failures: still in');
@@ -37,6 +39,14 @@ t.test('outlier ejection grows while failing, lets one trial through, and restor
   h.success();
   t.ok(h.admit() === YES && h.admit() === YES, 'restored: no trial gating');
   t.same(h.view().ejections, 0);
+  // README: every ejection and recovery is logged with its reason.
+  const ejected = { level: 40, upstream: 'c', msg: 'upstream ejected' };
+  t.same(lines, [
+    { ...ejected, reason: 'connect on route r', ejectedMs: 1000, ejections: 1, afterTrial: false },
+    { ...ejected, reason: 'timeout on route r', ejectedMs: 2000, ejections: 2, afterTrial: true },
+    { ...ejected, reason: 'timeout on route r', ejectedMs: 2500, ejections: 3, afterTrial: true },
+    { level: 30, upstream: 'c', reason: 'trial request succeeded', ejections: 3, msg: 'upstream restored after ejection' },
+  ]);
   h.failure('5xx', 'r');
   h.success();
   h.failure('5xx', 'r');
@@ -44,16 +54,23 @@ t.test('outlier ejection grows while failing, lets one trial through, and restor
   t.equal(h.admit(), YES, 'a success in between resets the streak');
 });
 
-function cfg(legacyUrl: string, candidateUrl: string, candidateExtra: Record<string, unknown> = {}): ConfigInput {
+function cfg(legacyUrl: string, candidateUrl: string, candidateExtra: Record<string, unknown> = {}, legacyExtra: Record<string, unknown> = {}): ConfigInput {
   return {
-    upstreams: { legacy: { url: legacyUrl }, candidate: { url: candidateUrl, ...candidateExtra } },
+    upstreams: { legacy: { url: legacyUrl, ...legacyExtra }, candidate: { url: candidateUrl, ...candidateExtra } },
     routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'f', timeout: '300ms' }],
   } as ConfigInput;
 }
 
 t.test('active probes take an unhealthy candidate out and bring it back; users keep their buckets', async (t) => {
   let healthy = true;
-  const legacy = await startUpstream(t, 'legacy');
+  // Legacy's own probe fails throughout: it is reported, never taken out of service.
+  const legacy = await startUpstream(t, 'legacy', (req, res) => {
+    if (req.url === '/health') {
+      res.writeHead(503);
+      return res.end();
+    }
+    res.end(JSON.stringify({ served_by: 'legacy' }));
+  });
   const candidate = await startUpstream(t, 'candidate', (req, res) => {
     if (req.url === '/health') {
       res.writeHead(healthy ? 200 : 503);
@@ -61,17 +78,21 @@ t.test('active probes take an unhealthy candidate out and bring it back; users k
     }
     res.end(JSON.stringify({ served_by: 'candidate' }));
   });
-  const health = { path: '/health', interval: '50ms', timeout: '100ms', unhealthyAfter: 2, healthyAfter: 2 };
-  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { health }), { f: { enabled: true, percentage: 50 } });
-  const { proxy, running } = await startCutover(t, dirs);
+  const health = { path: '/health', interval: '50ms', timeout: '1s', unhealthyAfter: 2, healthyAfter: 2 };
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { health }, { health }), { f: { enabled: true, percentage: 50 } });
+  const { proxy, admin, running } = await startCutover(t, dirs);
+  await waitFor(() => !running.cutover.health.view().legacy!.healthy, 2000, 'legacy probe fails');
+  const status = (await http(`${admin}/api/v1/status`)).json<{ upstreams: Array<{ name: string; health: { healthy: boolean; lastReason?: string } }> }>();
+  t.match(status.upstreams.find((u) => u.name === 'legacy')?.health, { healthy: false, lastReason: 'probe /health: status 503' }, 'status API shows legacy unhealthy');
   const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+  // servedBy throws on anything but 200.
   const sides = async () => Promise.all(users.map((u) => servedBy(proxy, '/api/x', u)));
   const before = await sides();
-  t.ok(before.includes('candidate') && before.includes('legacy'));
+  t.ok(before.includes('candidate') && before.includes('legacy'), 'legacy keeps serving its users while its probe fails');
   healthy = false;
   await waitFor(() => !running.cutover.health.view().candidate!.healthy, 2000, 'probe marks candidate unhealthy');
-  t.ok((await sides()).every((s) => s === 'legacy'), 'no traffic to an unhealthy candidate');
-  t.equal(running.cutover.health.view().legacy!.healthy, true, 'legacy is reported too');
+  t.ok((await sides()).every((s) => s === 'legacy'), 'no traffic to an unhealthy candidate; unhealthy legacy answers all');
+  t.equal(running.cutover.health.view().legacy!.healthy, false, 'legacy is still reported unhealthy');
   healthy = true;
   await waitFor(() => running.cutover.health.view().candidate!.healthy, 2000, 'recovers');
   t.same(await sides(), before, 'the same users return to the candidate');
@@ -98,8 +119,16 @@ t.test('auto_disable_on_failure: the flag switches itself off, persisted and aud
   t.equal(candidate.seen.length, reached, 'no more candidate traffic');
   // Re-enabling is a human decision, and it sticks.
   await postJson(`${admin}/api/v1/flags/f`, { enabled: true, auto_disable_after: 5 });
-  for (let i = 0; i < 4; i++) await servedBy(proxy, '/api/z', `v${i}`);
-  t.equal((await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled, true, 'four failures < five: still on');
+  const before = candidate.seen.length;
+  for (let i = 0; i < 5; i++) await servedBy(proxy, '/api/z', `v${i}`);
+  t.equal(candidate.seen.length, before + 5, 'the fifth request still reached the candidate');
+  await waitFor(async () => (await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean }>().enabled === false, 2000, 'disabled again');
+  // The audit's reason carries the count the switch-off was decided on: five, not four.
+  const lines = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { source: string; reason?: string });
+  t.same(
+    lines.filter((l) => l.source === 'auto-disable').map((l) => l.reason),
+    ['3 consecutive candidate failures (last: 5xx on route api)', '5 consecutive candidate failures (last: 5xx on route api)'],
+  );
 });
 
 t.test("a flag's health_check_interval probes its candidate", async (t) => {
