@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { http } from '../helpers/http.js';
 import { freePort, startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 
@@ -26,20 +26,47 @@ t.test('an upstream that never answers: 504 after headersTimeout', async (t) => 
   t.ok(Date.now() - started < 2000, 'bounded by the timeout');
 });
 
-t.test('a reused keep-alive socket the upstream closed is retried once for GET', async (t) => {
-  // The upstream answers, then closes each socket right after without saying so.
-  let served = 0;
-  const up = await startUpstream(t, 'legacy', (_req, res) => {
-    served++;
-    res.end('ok', () => setTimeout(() => res.socket?.destroy(), 5));
+/**
+ * An upstream that closes a kept-alive connection as a second request arrives on it: the request
+ * is reset before any response. `seen` counts the requests that reached it, by method.
+ */
+async function resetOnReuse(t: Test, always = false) {
+  const perSocket = new WeakMap<object, number>();
+  const seen: string[] = [];
+  const up = await startUpstream(t, 'legacy', (req, res) => {
+    seen.push(req.method ?? '');
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (always || n > 1) return req.socket.destroy();
+    req.resume();
+    req.on('end', () => res.end('ok'));
   });
-  const cfg = { upstreams: { legacy: { url: up.url, keepAliveTimeout: '30s' } }, routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy' }] };
+  const cfg = {
+    upstreams: { legacy: { url: up.url, keepAliveTimeout: '30s', connections: 1 } },
+    routes: [{ name: 'api', match: { path: '/api' }, legacy: 'legacy' }],
+  };
   const { proxy } = await startCutover(t, await writeConfig(t, cfg));
-  let failures = 0;
-  for (let i = 0; i < 30; i++) {
-    const r = await http(`${proxy}/api/${i}`);
-    if (r.status !== 200) failures++;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  t.equal(failures, 0, `no failed GETs (${served} served)`);
+  return { proxy, seen };
+}
+
+t.test('legacy: a request reset on a reused keep-alive socket is retried once when idempotent and bodiless', async (t) => {
+  const { proxy, seen } = await resetOnReuse(t);
+  const status = async (method: string, body?: string) => (await http(`${proxy}/api/x`, { method, ...(body !== undefined && { body }) })).status;
+  t.equal(await status('GET'), 200, 'first GET opens the connection');
+  t.equal(await status('GET'), 200, 'second GET: reset on reuse, retried on a new connection');
+  t.same(seen, ['GET', 'GET', 'GET'], 'the retry is the only extra request');
+  t.equal(await status('POST'), 502, 'a POST reset on reuse is not retried, even without a body');
+  t.same(seen.slice(3), ['POST'], 'the POST reached the upstream once');
+  t.equal(await status('GET'), 200);
+  t.equal(await status('DELETE'), 200, 'a bodiless DELETE is idempotent: retried');
+  t.equal(await status('PUT', 'abc'), 502, 'a PUT whose body was streamed cannot be sent again');
+  t.same(seen.slice(4), ['GET', 'DELETE', 'DELETE', 'PUT']);
+});
+
+t.test('legacy: an upstream resetting every request costs a GET exactly two tries', async (t) => {
+  const { proxy, seen } = await resetOnReuse(t, true);
+  const r = await http(`${proxy}/api/x`);
+  t.equal(r.status, 502);
+  t.match(r.json(), { error: 'bad_gateway', message: /reset/ });
+  t.same(seen, ['GET', 'GET'], 'tried once more, then given up');
 });
