@@ -196,7 +196,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   });
   let ready = true;
   // Rollout plans (README "Rollout plans"): gates read the observer's windows of the flag's routes.
-  const rollouts = new RolloutDriver({ flags, logger, observer: observability, shadow: (flag) => shadow.forFlag(flag), routesOf: (flag) => config.routes.filter((r) => r.flag === flag).map((r) => r.name), flagsDir: options.flagsDir, pollMs: options.flagsPollMs ?? 2000 });
+  const rollouts = new RolloutDriver({ flags, logger, observer: observability, shadow: (flag, from) => shadow.forFlag(flag, from), routesOf: (flag) => config.routes.filter((r) => r.flag === flag).map((r) => r.name), flagsDir: options.flagsDir, pollMs: options.flagsPollMs ?? 2000 });
   await rollouts.start();
 
   warnMissingFlags(config, flags, logger);
@@ -219,6 +219,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     const healthNext = health.update(next, built.upstreams);
     pipeline.setState(compileRouting(next, built.upstreams, healthNext, routing));
     shadow.setLimits(next.shadowing);
+    shadow.setRouteFlags(next.routes);
     config = next;
     upstreams = built.upstreams;
     warnMissingFlags(config, flags, logger);

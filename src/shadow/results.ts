@@ -82,14 +82,18 @@ export class RouteShadowStats {
     return (this.noisyCompiled ??= compilePaths([...this.noisy.keys()]));
   }
 
-  /** Compared and mismatched counts over the last `seconds` (<= 300). */
-  window(seconds: number): { compared: number; mismatched: number; rate: number | null; windowSeconds: number } {
+  /**
+   * Compared and mismatched counts over the last `seconds` (<= 300), and with `from` (epoch ms)
+   * only from the first whole second at or after it (a rollout plan's start or resume).
+   */
+  window(seconds: number, from?: number): { compared: number; mismatched: number; rate: number | null; windowSeconds: number } {
     const now = Math.floor(this.now() / 1000);
+    const first = from === undefined ? now - seconds + 1 : Math.max(now - seconds + 1, Math.ceil(from / 1000));
     let compared = 0;
     let mismatched = 0;
     for (let i = 0; i < SLOTS; i++) {
       const t = this.slotTime[i] as number;
-      if (t > now - seconds && t <= now) {
+      if (t >= first && t <= now) {
         compared += this.compared[i] as number;
         mismatched += this.mismatched[i] as number;
       }

@@ -119,15 +119,18 @@ export class Shadower {
     return [...this.stats.values()];
   }
 
-  /** Compared/mismatched over the last 5 minutes for every route behind `flag` (a rollout gate input). */
-  forFlag(flag: string): { compared: number; mismatched: number; windowSeconds: number } | undefined {
+  /**
+   * Compared/mismatched over the last 5 minutes for every route behind `flag` (a rollout gate
+   * input), from `from` (epoch ms: the plan's start or resume) on when given.
+   */
+  forFlag(flag: string, from?: number): { compared: number; mismatched: number; windowSeconds: number } | undefined {
     let compared = 0;
     let mismatched = 0;
     let any = false;
     for (const s of this.stats.values()) {
       if (s.flag !== flag) continue;
       any = true;
-      const w = s.window(300);
+      const w = s.window(300, from);
       compared += w.compared;
       mismatched += w.mismatched;
     }
