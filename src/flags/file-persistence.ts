@@ -14,6 +14,11 @@ export interface FilePersistenceOptions {
   logger: Logger;
   /** Rescan period as a safety net for file systems where watch events get lost (ms, 0 = off). */
   pollMs?: number;
+  /**
+   * false: no fs.watch, the poll alone notices edits. For tests (to prove the poll works on its
+   * own) and for file systems where watch is broken rather than merely lossy.
+   */
+  watch?: boolean;
 }
 
 /**
@@ -96,6 +101,15 @@ export class FilePersistence implements FlagPersistence {
       clearTimeout(this.debounce);
       this.debounce = setTimeout(onExternal, 30);
     };
+    if (this.opts.watch !== false) this.startWatcher(fire);
+    const pollMs = this.opts.pollMs ?? 2000;
+    if (pollMs > 0) {
+      this.poll = setInterval(fire, pollMs);
+      this.poll.unref();
+    }
+  }
+
+  private startWatcher(fire: () => void): void {
     try {
       this.watcher = watch(this.opts.dir, (_event, file) => {
         if (file === null || (file.endsWith('.json') && !file.startsWith('.')) || file.startsWith('..')) fire();
@@ -103,11 +117,6 @@ export class FilePersistence implements FlagPersistence {
       this.watcher.on('error', (err) => this.opts.logger.warn({ err: err.message }, 'flags watcher failed; polling only'));
     } catch (err) {
       this.opts.logger.warn({ err: (err as Error).message }, 'cannot watch flags directory; polling only');
-    }
-    const pollMs = this.opts.pollMs ?? 2000;
-    if (pollMs > 0) {
-      this.poll = setInterval(fire, pollMs);
-      this.poll.unref();
     }
   }
 

@@ -62,12 +62,17 @@ t.test('the poll catches changes when watch events are lost', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
   const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } });
-  const store = new FlagStore(silentLogger, new FilePersistence({ dir: dirs.flagsDir, logger: silentLogger, pollMs: 100 }));
+  const pollMs = 100;
+  // No fs.watch at all: only the poll can notice the edit.
+  const store = new FlagStore(silentLogger, new FilePersistence({ dir: dirs.flagsDir, logger: silentLogger, pollMs, watch: false }));
   await store.start();
   t.teardown(() => store.close());
+  const start = Date.now();
   await writeFile(join(dirs.flagsDir, 'f.json'), JSON.stringify({ enabled: true, percentage: 42 }));
   await waitFor(() => store.get('f')?.percentage === 42, 3000, 'poll');
-  t.pass('picked up');
+  const took = Date.now() - start;
+  // One poll period plus the 30 ms debounce, with room for a loaded machine.
+  t.ok(took < pollMs * 4, `picked up by the poll in ${took} ms (poll every ${pollMs} ms)`);
 });
 
 t.test('concurrent partial updates are serialized: none is lost', async (t) => {
