@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
@@ -71,7 +71,28 @@ export class FilePersistence implements FlagPersistence {
   }
 
   write(name: string, state: FlagState): Promise<void> {
-    return writeFileAtomic(join(this.opts.dir, `${name}.json`), JSON.stringify(state, null, 2) + '\n');
+    return writeFileAtomic(this.where(name), JSON.stringify(state, null, 2) + '\n');
+  }
+
+  /** Unlinks the flag's file, then fsyncs the directory so the removal survives a crash too. */
+  async remove(name: string): Promise<void> {
+    try {
+      await unlink(this.where(name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const d = await open(this.opts.dir, 'r');
+    try {
+      await d.sync();
+    } catch {
+      // Some file systems refuse fsync on directories; the unlink itself is atomic there.
+    } finally {
+      await d.close();
+    }
+  }
+
+  where(name: string): string {
+    return join(this.opts.dir, `${name}.json`);
   }
 
   async audit(change: FlagChange): Promise<void> {

@@ -21,6 +21,10 @@ export interface FlagChange {
 export interface FlagPersistence {
   load(): Promise<Map<string, FlagState>>;
   write(name: string, state: FlagState): Promise<void>;
+  /** Deletes a flag's stored state as durably as `write` stores it; no error if there is none. */
+  remove(name: string): Promise<void>;
+  /** Where a flag's state is kept (a path), for log lines that must say which file to look at. */
+  where(name: string): string;
   audit(change: FlagChange): Promise<void>;
   /** Calls `onExternal` whenever files may have changed underneath us. */
   watch(onExternal: () => void): void;

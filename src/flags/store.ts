@@ -41,7 +41,11 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   async start(): Promise<void> {
     if (this.persistence) {
       for (const [name, state] of await this.persistence.load()) this.commit(name, state);
-      this.persistence.watch(() => void this.enqueue(() => this.reloadFromFiles()));
+      // A rescan that fails (directory unreadable, audit log unwritable) changes nothing and is
+      // retried on the next event or poll; the queue would swallow its error, so say it here.
+      this.persistence.watch(() => {
+        this.enqueue(() => this.reloadFromFiles()).catch((err: Error) => this.logger.error({ err: err.message }, 'flags rescan failed; keeping the current state'));
+      });
     }
     if (this.external) {
       await this.external.start((changes) => this.externalChanged(changes));
@@ -159,17 +163,50 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     }
   }
 
-  /** A change of ours to the local state: stamped, written, audited, then live. */
+  /**
+   * A change of ours to the local state: stamped, written, audited, then live. If the audit line
+   * cannot be written the change is refused, and its file must go too: left on disk, the next
+   * rescan (or restart) would make it live as an unaudited hand edit.
+   */
   private async writeLocal(name: string, before: FlagState | undefined, after: FlagState, actor: Actor): Promise<void> {
     after.updated_at = new Date().toISOString();
     after.updated_by = actorLabel(actor);
-    await this.persistence?.write(name, after);
-    await this.record(name, before, after, actor);
+    const change = changeOf(name, before, after, actor);
+    if (this.persistence) {
+      await this.persistence.write(name, after);
+      try {
+        await this.persistence.audit(change);
+      } catch (err) {
+        await this.putBack(this.persistence, change, err as Error);
+        throw err;
+      }
+    }
+    this.apply(change);
+  }
+
+  private async putBack(p: FlagPersistence, refused: FlagChange, auditErr: Error): Promise<void> {
+    const { name, before } = refused;
+    try {
+      if (before === undefined) await p.remove(name);
+      else await p.write(name, before);
+      this.logger.error({ flag: name, err: auditErr.message }, 'cannot write the audit log: change refused, flag file put back');
+    } catch (err) {
+      const file = p.where(name);
+      this.logger.error(
+        { flag: name, file, err: (err as Error).message, auditErr: auditErr.message, refused: refused.after, previous: before ?? null },
+        `cannot write the audit log, nor put back ${file}: that file now holds a refused, unaudited change, which the next rescan or restart makes live; restore "previous" (or delete the file if it is null)`,
+      );
+    }
   }
 
   private async record(name: string, before: FlagState | undefined, after: FlagState | undefined, actor: Actor) {
-    const change: FlagChange = { name, before, after, actor, time: new Date().toISOString() };
+    const change = changeOf(name, before, after, actor);
     await this.persistence?.audit(change);
+    this.apply(change);
+  }
+
+  private apply(change: FlagChange): void {
+    const { name, before, after, actor } = change;
     this.commit(name, after);
     this.logger.info(
       { flag: name, source: actor.source, who: actor.who, reason: actor.reason, before, after },
@@ -194,4 +231,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       this.compiled.set(name, compileFlag(name, state));
     }
   }
+}
+
+function changeOf(name: string, before: FlagState | undefined, after: FlagState | undefined, actor: Actor): FlagChange {
+  return { name, before, after, actor, time: new Date().toISOString() };
 }

@@ -1,11 +1,31 @@
 import t from 'tap';
-import { readFile, writeFile, rm, rename } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, rm, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { http, postJson, servedBy } from '../helpers/http.js';
-import { serveArgs, spawnCutover, startCutover, startUpstream, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
+import { serveArgs, spawnCutover, startCutover, startUpstream, tempDir, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
 import { FlagStore } from '../../src/flags/store.js';
 import { FilePersistence } from '../../src/flags/file-persistence.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import type { FlagState } from '../../src/flags/model.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
+
+/** A logger whose JSON lines the test can read. */
+function capturedLogger() {
+  const lines: Array<{ msg: string; flag?: string; [k: string]: unknown }> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: createLogger({ level: 'info', destination: stream }), lines };
+}
+
+type AuditLine = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed JSON lines
+
+async function auditLines(flagsDir: string): Promise<AuditLine[]> {
+  return (await readFile(join(flagsDir, 'audit.log'), 'utf8')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
 
 t.test('a change survives a restart of the process', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
@@ -96,4 +116,83 @@ t.test('concurrent partial updates are serialized: none is lost', async (t) => {
   t.ok(audit.length >= 22, `audit has every change (${audit.length})`);
   const file = JSON.parse(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'));
   t.same(file.cohort, users, 'file matches memory');
+});
+
+t.test('a change the audit log cannot take is answered 500 and its file put back: no rescan makes it live later', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const dirs = await writeConfig(t, twoSided(legacy, candidate));
+  const { logger, lines } = capturedLogger();
+  const { admin, proxy } = await startCutover(t, dirs, { logger }); // watch + 200 ms poll
+  const flag = (n: string) => `${admin}/api/v1/flags/${n}`;
+  t.equal((await postJson(flag('f'), { enabled: false, percentage: 10 }, { 'x-cutover-actor': 'alice' })).status, 200);
+  const fFile = join(dirs.flagsDir, 'f.json');
+  const fBefore = await readFile(fFile, 'utf8');
+  const auditFile = join(dirs.flagsDir, 'audit.log');
+  const auditBefore = await readFile(auditFile, 'utf8');
+
+  // audit.log as a directory: appending fails with EISDIR, even for root (chmod would not stop root).
+  await rename(auditFile, `${auditFile}.saved`);
+  await mkdir(auditFile);
+  const refused = await postJson(flag('f'), { enabled: true, percentage: 100 }, { 'x-cutover-actor': 'mallory' });
+  t.equal(refused.status, 500, 'an unauditable change is refused');
+  t.equal(await readFile(fFile, 'utf8'), fBefore, 'the previous file is back');
+  t.equal((await postJson(flag('g'), { enabled: true }, { 'x-cutover-actor': 'mallory' })).status, 500, 'a new flag too');
+  t.equal(await readFile(join(dirs.flagsDir, 'g.json'), 'utf8').catch((e: NodeJS.ErrnoException) => e.code), 'ENOENT', 'its file removed');
+  t.ok(lines.some((l) => l.msg === 'cannot write the audit log: change refused, flag file put back' && l.flag === 'f'));
+
+  await rm(auditFile, { recursive: true });
+  await rename(`${auditFile}.saved`, auditFile);
+  // A hand edit made now is picked up only by a rescan that runs after the audit log is back.
+  await writeFile(join(dirs.flagsDir, 'h.json'), JSON.stringify({ enabled: false }));
+  await waitFor(async () => (await http(flag('h'))).status === 200, 3000, 'a rescan after the audit log came back');
+  await new Promise((r) => setTimeout(r, 300)); // past the 30 ms debounce and another 200 ms poll
+  t.match((await http(flag('f'))).json(), { enabled: false, percentage: 10, updated_by: 'admin-api:alice@127.0.0.1' }, 'memory: unchanged');
+  t.equal(await servedBy(proxy, '/api/x', 'u1'), 'legacy', 'routing: unchanged');
+  t.equal(await readFile(fFile, 'utf8'), fBefore, 'disk: unchanged');
+  t.equal((await http(flag('g'))).status, 404, 'the refused new flag does not exist');
+  const audit = await readFile(auditFile, 'utf8');
+  t.ok(audit.startsWith(auditBefore), 'earlier audit lines kept');
+  t.match(audit.slice(auditBefore.length).trim().split('\n').map((l) => JSON.parse(l)), [{ flag: 'h', source: 'file' }], 'no audit line claims a refused change');
+});
+
+t.test('if the file cannot be put back either, the log names the file that holds the refused change', async (t) => {
+  const dir = await tempDir(t);
+  let writes = 0;
+  // Fault injection on real files: the audit fails, and so does the second write (the put-back).
+  class Failing extends FilePersistence {
+    override async write(name: string, state: FlagState): Promise<void> {
+      if (++writes > 1) throw new Error('ENOSPC: no space left on device');
+      return super.write(name, state);
+    }
+    override async audit(): Promise<void> {
+      throw new Error('EIO: i/o error');
+    }
+  }
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: false }));
+  const { logger, lines } = capturedLogger();
+  const store = new FlagStore(logger, new Failing({ dir, logger, pollMs: 0, watch: false }));
+  await store.start();
+  t.teardown(() => store.close());
+  await t.rejects(store.set('f', { enabled: true }, { source: 'admin-api', who: 'bob' }), /EIO/);
+  t.equal(store.get('f')?.enabled, false, 'not live');
+  const line = lines.find((l) => l.level === 50 && l.flag === 'f');
+  t.match(line, { file: join(dir, 'f.json'), refused: { enabled: true }, previous: { enabled: false }, err: /ENOSPC/, auditErr: /EIO/ });
+  t.match(line?.msg, new RegExp(`nor put back ${join(dir, 'f.json')}: that file now holds a refused, unaudited change`));
+});
+
+t.test('a hand edit the audit log cannot take is logged and waits for the next rescan', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: false }));
+  const { logger, lines } = capturedLogger();
+  const store = new FlagStore(logger, new FilePersistence({ dir, logger, pollMs: 50, watch: false }));
+  await store.start();
+  t.teardown(() => store.close());
+  await mkdir(join(dir, 'audit.log'));
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: true }));
+  await waitFor(() => lines.some((l) => l.msg === 'flags rescan failed; keeping the current state'), 3000, 'the failed rescan logged');
+  t.equal(store.get('f')?.enabled, false, 'not live while it cannot be audited');
+  await rm(join(dir, 'audit.log'), { recursive: true });
+  await waitFor(() => store.get('f')?.enabled === true, 3000, 'applied by a later rescan');
+  t.match(await auditLines(dir), [{ flag: 'f', source: 'file', after: { enabled: true } }]);
 });
