@@ -84,6 +84,11 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     const valid = parsePatch(patch);
     if (this.external) return this.setFleet(this.external, name, valid, actor);
     return this.enqueue(async () => {
+      // Memory trails the files by the watcher's debounce, or a whole poll on mounts where watch
+      // events get lost. Patching it as is would overwrite a hand/GitOps edit not yet seen (say a
+      // rollback) or answer "no change" to a patch the file no longer matches: take the files in
+      // first, audited as the file changes they are.
+      await this.reloadFromFiles();
       const before = this.states.get(name);
       const after = applyPatch(before, valid);
       if (before !== undefined && sameState(before, after)) return { name, ...before };

@@ -196,3 +196,34 @@ t.test('a hand edit the audit log cannot take is logged and waits for the next r
   await waitFor(() => store.get('f')?.enabled === true, 3000, 'applied by a later rescan');
   t.match(await auditLines(dir), [{ flag: 'f', source: 'file', after: { enabled: true } }]);
 });
+
+t.test('an API patch takes in a hand or GitOps edit the watcher has not delivered yet', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: true, percentage: 10 }, g: { enabled: false, percentage: 5 } });
+  // No watch and no poll: an edit reaches memory only if set() reads the files itself (a slow
+  // poll on a network or ConfigMap mount looks the same from here).
+  const store = new FlagStore(silentLogger, new FilePersistence({ dir: dirs.flagsDir, logger: silentLogger, pollMs: 0, watch: false }));
+  await store.start();
+  t.teardown(() => store.close());
+  const file = join(dirs.flagsDir, 'f.json');
+  const bob = { source: 'admin-api', who: 'bob' };
+
+  await writeFile(file, JSON.stringify({ enabled: false, percentage: 10, description: 'rolled back in git' }));
+  t.match(await store.set('f', { percentage: 50 }, bob), { enabled: false, percentage: 50, description: 'rolled back in git' }, 'the rollback kept');
+  t.match(JSON.parse(await readFile(file, 'utf8')), { enabled: false, percentage: 50, description: 'rolled back in git' });
+
+  // Memory says off; the file turns it on; a POST {enabled:false} is a change, not "no change".
+  const gFile = join(dirs.flagsDir, 'g.json');
+  await writeFile(gFile, JSON.stringify({ enabled: true, percentage: 5 }));
+  t.match(await store.set('g', { enabled: false }, bob), { enabled: false, percentage: 5 });
+  t.match(JSON.parse(await readFile(gFile, 'utf8')), { enabled: false }, 'the file says off');
+  t.equal(store.get('g')?.enabled, false, 'memory says off');
+
+  t.match(await auditLines(dirs.flagsDir), [
+    { flag: 'f', source: 'file', before: { enabled: true, percentage: 10 }, after: { enabled: false, description: 'rolled back in git' } },
+    { flag: 'f', source: 'admin-api', actor: 'admin-api:bob', before: { enabled: false, percentage: 10 }, after: { enabled: false, percentage: 50 } },
+    { flag: 'g', source: 'file', before: { enabled: false }, after: { enabled: true, percentage: 5 } },
+    { flag: 'g', source: 'admin-api', before: { enabled: true }, after: { enabled: false, percentage: 5 } },
+  ], 'each file change audited before the API change built on it');
+});
