@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdir, readFile, writeFile, rm, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { http, postJson, servedBy } from '../helpers/http.js';
+import { http, postJson, servedBy, type Reply } from '../helpers/http.js';
 import { serveArgs, spawnCutover, startCutover, startUpstream, tempDir, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
 import { FlagStore } from '../../src/flags/store.js';
 import { FilePersistence } from '../../src/flags/file-persistence.js';
@@ -52,14 +52,17 @@ t.test('hand-edited flag files are picked up live; invalid ones keep the last go
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
   const dirs = await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } });
-  const { proxy, admin } = await startCutover(t, dirs, { flagsPollMs: 0 }); // watch events only
+  const { logger, lines } = capturedLogger();
+  const { proxy, admin } = await startCutover(t, dirs, { flagsPollMs: 0, logger }); // watch events only
   const file = join(dirs.flagsDir, 'f.json');
 
   await writeFile(file, JSON.stringify({ enabled: true, percentage: 100 }));
   await waitFor(async () => (await servedBy(proxy, '/api/1', 'u1')) === 'candidate', 3000, 'edit picked up');
 
   await writeFile(file, '{"enabled": true, "percentage": 1000}');
-  await new Promise((r) => setTimeout(r, 300));
+  const invalid = (l: { msg: string; flag?: string }) => l.msg === 'flag file is invalid; keeping the last good state' && l.flag === 'f';
+  await waitFor(() => lines.some(invalid), 3000, 'the invalid file read and logged');
+  t.match(lines.find(invalid), { level: 40, err: /percentage/ }, 'logged as a warning naming the bad field');
   t.equal(await servedBy(proxy, '/api/1', 'u1'), 'candidate', 'invalid edit ignored');
   t.match((await http(`${admin}/api/v1/flags/f`)).json(), { enabled: true, percentage: 100 });
 
@@ -101,21 +104,34 @@ t.test('concurrent partial updates are serialized: none is lost', async (t) => {
   const dirs = await writeConfig(t, twoSided(legacy, candidate));
   const { admin } = await startCutover(t, dirs);
   const users = Array.from({ length: 40 }, (_, i) => `pilot-${i}`);
-  // Each call sets a different field combination; the last percentage write and every description must stick.
-  await Promise.all([
-    ...users.slice(0, 20).map((_, i) => postJson(`${admin}/api/v1/flags/f`, { percentage: i })),
-    postJson(`${admin}/api/v1/flags/f`, { enabled: true }),
-    postJson(`${admin}/api/v1/flags/f`, { cohort: users }),
-    postJson(`${admin}/api/v1/flags/f`, { description: 'kept' }),
-  ]);
-  const state = (await http(`${admin}/api/v1/flags/f`)).json<{ enabled: boolean; cohort: string[]; description: string }>();
-  t.equal(state.enabled, true);
-  t.same(state.cohort, users);
-  t.equal(state.description, 'kept');
-  const audit = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n');
-  t.ok(audit.length >= 22, `audit has every change (${audit.length})`);
+  // Every call changes something (20 distinct percentages, and three fields set once), so the
+  // audit must hold exactly one line per call, chained before -> after in the order they took effect.
+  const patches: object[] = [...Array.from({ length: 20 }, (_, i) => ({ percentage: i })), { enabled: true }, { cohort: users }, { description: 'kept' }];
+  const replies: Reply[] = await Promise.all(patches.map((p) => postJson(`${admin}/api/v1/flags/f`, p)));
+  replies.forEach((r, i) => {
+    t.equal(r.status, 200, `POST ${JSON.stringify(patches[i]).slice(0, 40)}`);
+    t.match(r.json(), patches[i], 'the answer carries its own change');
+  });
+  const state = (await http(`${admin}/api/v1/flags/f`)).json<Record<string, unknown>>();
+  t.match(state, { enabled: true, cohort: users, description: 'kept' });
+
+  const audit = await auditLines(dirs.flagsDir);
+  t.equal(audit.length, patches.length, 'one audit line per change');
+  let prev: unknown = null;
+  for (const [i, line] of audit.entries()) {
+    t.match(line, { flag: 'f', source: 'admin-api', actor: 'admin-api:127.0.0.1' });
+    t.same(line.before, prev, `line ${i}: before is the previous line's after`);
+    prev = line.after;
+  }
+  const last = audit[audit.length - 1]!.after;
+  // A new flag starts at 100 %, which no call here sets.
+  const setsPercentage = audit.filter((l) => (l.before?.percentage ?? 100) !== l.after.percentage);
+  t.same(setsPercentage.map((l) => l.after.percentage).sort((a, b) => a - b), [...Array(20).keys()], 'each percentage write applied once');
+  t.equal(state.percentage, setsPercentage[setsPercentage.length - 1]!.after.percentage, 'the last percentage write stuck');
+  const { name: _name, ...view } = state;
   const file = JSON.parse(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'));
-  t.same(file.cohort, users, 'file matches memory');
+  t.same(file, last, "file = the last audit line's after");
+  t.same(view, last, "GET = the last audit line's after");
 });
 
 t.test('a change the audit log cannot take is answered 500 and its file put back: no rescan makes it live later', async (t) => {
