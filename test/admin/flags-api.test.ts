@@ -92,8 +92,9 @@ t.test('every change is audited with time, actor, before and after', async (t) =
   await postJson(`${admin}/api/v1/flags/f`, { enabled: false });
   const lines = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   t.equal(lines.length, 2);
-  t.match(lines[0], { actor: 'admin-api:alice@127.0.0.1', flag: 'f', before: { enabled: false, percentage: 0 }, after: { enabled: true, percentage: 25 } });
-  t.match(lines[1], { flag: 'f', before: { enabled: true }, after: { enabled: false, percentage: 25 } });
+  t.match(lines[0], { actor: 'admin-api:alice@127.0.0.1', source: 'admin-api', flag: 'f', before: { enabled: false, percentage: 0 }, after: { enabled: true, percentage: 25 } });
+  t.match(lines[1], { source: 'admin-api', flag: 'f', before: { enabled: true }, after: { enabled: false, percentage: 25 } });
+  t.equal(lines[1].actor, 'admin-api:127.0.0.1', 'without X-Cutover-Actor: the peer address alone');
   t.ok(!Number.isNaN(Date.parse(lines[1].time)));
 });
 

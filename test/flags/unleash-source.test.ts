@@ -156,6 +156,10 @@ t.test("non-ASCII ids: fleet mode decides with the Node SDK's hashing", async (t
     t.equal(viaProxy, nodeSdk, `${id}: fleet mode = unleash-client's decision`);
   }
   t.comment(`${differ} of ${ids.length} non-ASCII ids route differently under UTF-8 hashing (file mode)`);
+  t.ok(differ > 0, 'fleet mode and file mode disagree for some non-ASCII ids, as the README says');
+  // Pinned by name ('josé' happens to land on the same side under both hashings; 'zoë' does not).
+  t.equal(decide(flag, 'zoë').target, 'candidate', 'zoë: fleet mode (unleash-client) sends her to candidate');
+  t.notOk(inRollout(bucketOf('customer_read', 'zoë'), 30), 'zoë: file mode (UTF-8) would keep her on legacy');
 });
 
 t.test('the environment comes from the backend token', async (t) => {
