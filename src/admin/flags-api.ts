@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
+import { NotSeenHereError, UnleashChangeError } from '../flags/unleash-admin.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
 
@@ -40,7 +41,12 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
     // Fleet mode: the flag belongs to Unleash (no admin token, or a change it cannot take).
     if (err instanceof FlagOwnedError) throw new HttpError(409, 'owned_by_unleash', err.message);
+    // Applied in Unleash for the fleet, but this replica does not route by it yet.
+    if (err instanceof NotSeenHereError) throw new HttpError(504, 'not_seen_here', err.message);
+    if (err instanceof UnleashChangeError && err.applied !== undefined) throw new HttpError(502, 'partly_applied', err.message);
     if (err instanceof FlagSourceError) throw new HttpError(502, 'unleash_error', err.message);
+    // The routing change is live fleet-wide, then this replica failed (audit or local settings).
+    if (err instanceof Error && 'applied' in err) throw new HttpError(500, 'applied_then_failed', err.message);
     throw err;
   }
 }

@@ -106,24 +106,68 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   /**
    * Fleet mode: the routing fields go to the source (which refuses with FlagOwnedError before
    * changing anything if it cannot take them), cutover's own settings to the local file.
+   * The routing change goes first and, once live in the source (all of it, or the part an error
+   * says is live), is audited at once: whatever fails after that, this replica's audit log has
+   * the caller's fleet-wide change, and the error says it was applied. Local settings are written
+   * only after a routing change that fully went through.
    */
   private setFleet(external: ExternalFlags, name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
     const { routing, local } = splitPatch(patch);
     return this.enqueue(async () => {
       const before = this.view(name);
-      if (Object.keys(routing).length > 0) await external.apply(name, routing, actor);
-      if (Object.keys(local).length > 0) {
+      const routed = Object.keys(routing).length > 0;
+      const localNames = Object.keys(local);
+      const reason = actor.reason ?? `applied in ${external.kind}`;
+      if (routed) {
+        try {
+          await external.apply(name, routing, actor);
+        } catch (err) {
+          const live = FlagStore.liveAfterError(err);
+          if (live === undefined) throw err;
+          const after = { ...(before ?? { name, ...NEW_FLAG }), ...live.applied };
+          const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${live.note}` }, time: new Date().toISOString() });
+          (err as Error).message += unaudited + (localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '');
+          throw err;
+        }
+        const after = this.view(name) ?? { name, ...NEW_FLAG };
+        const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() });
+        if (unaudited !== '') {
+          throw Object.assign(new Error(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : ''}`), { applied: routing });
+        }
+      }
+      if (localNames.length > 0) {
         const was = this.states.get(name);
         const after = applyPatch(was, local);
-        if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
+        try {
+          if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
+        } catch (err) {
+          if (!routed) throw err;
+          throw Object.assign(
+            new Error(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet, this replica routes by it and its audit log has it, but the per-replica settings (${localNames.join(', ')}) were not written: ${(err as Error).message}`),
+            { applied: routing },
+          );
+        }
       }
-      const view = this.view(name) ?? { name, ...NEW_FLAG };
-      if (Object.keys(routing).length > 0) {
-        const change: FlagChange = { name, before, after: view, actor: { ...actor, reason: actor.reason ?? `applied in ${external.kind}` }, time: new Date().toISOString() };
-        await this.persistence?.audit(change);
-      }
-      return view;
+      return this.view(name) ?? { name, ...NEW_FLAG };
     });
+  }
+
+  /** What of a routing change is live in the source although apply() threw: errors carrying `applied` and `note` (unleash-admin.ts). */
+  private static liveAfterError(err: unknown): { applied: FlagPatch; note: string } | undefined {
+    const e = err as { applied?: unknown; note?: unknown } | null;
+    if (!(err instanceof Error) || e === null || typeof e.applied !== 'object' || e.applied === null || Object.keys(e.applied).length === 0) return undefined;
+    return { applied: e.applied as FlagPatch, note: typeof e.note === 'string' ? e.note : 'applied, then the call failed' };
+  }
+
+  /** Audits a change that is live fleet-wide; on a failed write the proxy log keeps it, and the caller hears so. */
+  private async auditFleetChange(change: FlagChange): Promise<string> {
+    try {
+      await this.persistence?.audit(change);
+      return '';
+    } catch (err) {
+      this.logger.error({ flag: change.name, actor: change.actor, before: change.before, after: change.after, err: (err as Error).message }, 'flag change applied fleet-wide but NOT in the audit log');
+      return ` It is NOT in this replica's audit log (${(err as Error).message}); the proxy log has it.`;
+    }
   }
 
   /** Changes the source saw (from its own polling): live at once, then audited in order. */

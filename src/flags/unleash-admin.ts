@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici';
 import { FlagOwnedError, FlagSourceError } from './model.js';
+import { expectedOf } from './unleash-toggles.js';
 
 /** A strategy as Unleash's Admin API returns it. */
 export interface AdminStrategy {
@@ -38,6 +39,47 @@ export interface RoutingChange {
   percentage?: number;
 }
 
+/** What this replica's SDK must show once it has the change (undefined: not checked). */
+export interface ExpectedState {
+  enabled?: boolean;
+  percentage?: number;
+}
+
+/**
+ * Unleash failed part-way through a change. `applied`: the routing fields live in Unleash because
+ * of this call (undefined: nothing that routes changed); the message says what was undone and
+ * what is left; `note` says it in a few words for the audit log.
+ */
+export class UnleashChangeError extends FlagSourceError {
+  constructor(
+    message: string,
+    readonly applied: RoutingChange | undefined,
+    readonly note: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The change is live in Unleash for the fleet, but this replica's SDK has not seen it in time (admin API: 504). */
+export class NotSeenHereError extends UnleashChangeError {}
+
+/** No answer (connect error, timeout, reset): the request may or may not have been applied. */
+class NoAnswerError extends FlagSourceError {}
+
+interface Step {
+  /** "turn the toggle on", for messages. */
+  what: string;
+  run: () => Promise<unknown>;
+  /** Puts Unleash back as before the step; undefined: cannot be undone. */
+  undo: (() => Promise<unknown>) | undefined;
+  /** Safe to run even if the step was not applied (puts a known previous state back). */
+  undoIsIdempotent: boolean;
+  /** What stays changed in Unleash when the step is not undone. */
+  left: string;
+  field: keyof RoutingChange | undefined;
+}
+
 /**
  * Applies the runbooks' flag changes in Unleash through its Admin API, so
  * `curl -X POST .../api/v1/flags/NAME -d '{"enabled": true, "percentage": 25}'` keeps working
@@ -51,6 +93,9 @@ export interface RoutingChange {
  *   the percentage, or 100 (as a new cutover flag: "enabled" alone means everyone).
  * Everything that cannot be mapped is refused (FlagOwnedError) before anything is changed.
  * Changes go in the safe order: when turning off, off first; when turning on, strategy first.
+ * Unleash has no transactions, so a failure part-way undoes the steps already done, in reverse
+ * (UnleashChangeError says what was undone and what is left), except a successful "off": the
+ * rollback the operator asked for stays, the rollout they asked for with it does not.
  */
 export class UnleashAdmin {
   private readonly agent = new Agent({ keepAliveTimeout: 2000, connect: { timeout: 5000 } });
@@ -60,7 +105,7 @@ export class UnleashAdmin {
     this.base = opts.apiUrl.replace(/\/+$/, '') + '/admin';
   }
 
-  async apply(name: string, change: RoutingChange, knownProject?: string): Promise<AdminFeature> {
+  async apply(name: string, change: RoutingChange, knownProject?: string): Promise<ExpectedState> {
     const env = this.opts.environment;
     let project = knownProject ?? this.opts.project;
     let feature = await this.feature(project, name);
@@ -74,18 +119,32 @@ export class UnleashAdmin {
     }
     const active = (envState?.strategies ?? []).filter((s) => s.disabled !== true);
     const rollouts = active.filter((s) => s.name === 'flexibleRollout');
+    const featurePath = `/projects/${enc(project)}/features/${enc(name)}`;
+    const envPath = `${featurePath}/environments/${enc(env)}`;
 
     // Plan first, so a change that cannot be mapped changes nothing.
-    let strategyStep: (() => Promise<unknown>) | undefined;
+    let strategyStep: Step | undefined;
     const wantRollout = change.percentage ?? 100;
-    const newStrategy = () =>
-      this.call('POST', `/projects/${enc(project)}/features/${enc(name)}/environments/${enc(env)}/strategies`, {
-        name: 'flexibleRollout',
-        constraints: [],
-        parameters: { rollout: String(wantRollout), stickiness: 'userId', groupId: name },
-      });
     if (active.length === 0 && (change.percentage !== undefined || change.enabled === true || feature === undefined)) {
-      strategyStep = newStrategy;
+      let createdId: string | undefined;
+      strategyStep = {
+        what: `create a flexibleRollout strategy at ${wantRollout} %`,
+        run: async () => {
+          const created = (await this.call('POST', `${envPath}/strategies`, {
+            name: 'flexibleRollout',
+            constraints: [],
+            parameters: { rollout: String(wantRollout), stickiness: 'userId', groupId: name },
+          })) as Partial<AdminStrategy> | undefined;
+          createdId = created?.id;
+        },
+        undo: async () => {
+          if (createdId === undefined) throw new FlagSourceError("Unleash's answer did not give the new strategy's id");
+          await this.call('DELETE', `${envPath}/strategies/${enc(createdId)}`, undefined);
+        },
+        undoIsIdempotent: false,
+        left: `a flexibleRollout strategy at ${wantRollout} % (created)`,
+        field: 'percentage',
+      };
     } else if (change.percentage !== undefined) {
       if (rollouts.length !== 1) {
         const names = active.map((s) => s.name).join(', ');
@@ -95,38 +154,107 @@ export class UnleashAdmin {
         );
       }
       const s = rollouts[0] as AdminStrategy;
-      if (Number(s.parameters.rollout) !== change.percentage) {
-        strategyStep = () =>
-          this.call('PUT', `/projects/${enc(project)}/features/${enc(name)}/environments/${enc(env)}/strategies/${enc(s.id)}`, {
+      const was = s.parameters.rollout;
+      if (Number(was) !== change.percentage) {
+        const put = (parameters: Record<string, string>) =>
+          this.call('PUT', `${envPath}/strategies/${enc(s.id)}`, {
             name: s.name,
             title: s.title ?? undefined,
             disabled: s.disabled ?? false,
             constraints: s.constraints,
-            parameters: { ...s.parameters, rollout: String(change.percentage) },
+            parameters,
             segments: s.segments ?? [],
             variants: s.variants ?? [],
             sortOrder: s.sortOrder ?? 0,
           });
+        strategyStep = {
+          what: `set the rollout from ${was} to ${change.percentage} %`,
+          run: () => put({ ...s.parameters, rollout: String(change.percentage) }),
+          undo: () => put(s.parameters),
+          undoIsIdempotent: true,
+          left: `the rollout at ${change.percentage} % (was ${was})`,
+          field: 'percentage',
+        };
       }
     }
-    const toggleStep =
-      change.enabled !== undefined && change.enabled !== (envState?.enabled ?? false)
-        ? () => this.call('POST', `/projects/${enc(project)}/features/${enc(name)}/environments/${enc(env)}/${change.enabled ? 'on' : 'off'}`, undefined)
+    const wasOn = envState?.enabled ?? false;
+    const onOff = (on: boolean) => () => this.call('POST', `${envPath}/${on ? 'on' : 'off'}`, undefined);
+    const toggleStep: Step | undefined =
+      change.enabled !== undefined && change.enabled !== wasOn
+        ? { what: `turn the toggle ${change.enabled ? 'on' : 'off'}`, run: onOff(change.enabled), undo: onOff(wasOn), undoIsIdempotent: true, left: `the toggle ${change.enabled ? 'on' : 'off'} in "${env}"`, field: 'enabled' }
         : undefined;
+    const createStep: Step | undefined =
+      feature === undefined
+        ? {
+            what: `create the toggle in project "${project}"`,
+            run: () => this.call('POST', `/projects/${enc(project)}/features`, { name, type: 'release', description: 'created by cutover (routing flag)' }),
+            undo: undefined,
+            undoIsIdempotent: false,
+            left: `the toggle "${name}" (created in project "${project}", off in "${env}": it sends nobody to the candidate)`,
+            field: undefined,
+          }
+        : undefined;
+    const steps = [createStep, ...(change.enabled === false ? [toggleStep, strategyStep] : [strategyStep, toggleStep])].filter((s): s is Step => s !== undefined);
 
-    if (feature === undefined) {
-      await this.call('POST', `/projects/${enc(project)}/features`, { name, type: 'release', description: 'created by cutover (routing flag)' });
+    const done: Step[] = [];
+    for (const step of steps) {
+      try {
+        await step.run();
+      } catch (err) {
+        throw await this.rollBack(name, env, done, step, err as FlagSourceError, change);
+      }
+      done.push(step);
     }
-    if (change.enabled === false) {
-      await toggleStep?.();
-      await strategyStep?.();
-    } else {
-      await strategyStep?.();
-      await toggleStep?.();
+    // Read back what the SDK will get; if that read fails, the change is in all the same.
+    const after = await this.feature(project, name).catch(() => undefined);
+    return after !== undefined ? expectedOf(after, env) : { ...(change.enabled !== undefined && { enabled: change.enabled }), ...(change.percentage !== undefined && { percentage: change.percentage }) };
+  }
+
+  /**
+   * Undoes the done steps in reverse, except a successful "off"; a step Unleash did not answer
+   * may have happened, so it is undone too when that is safe (a known previous state put back,
+   * never a toggle turned back on). Says what was undone and what is left.
+   */
+  private async rollBack(name: string, env: string, done: Step[], failed: Step, err: FlagSourceError, change: RoutingChange): Promise<UnleashChangeError> {
+    const turningOff = (s: Step) => change.enabled === false && s.field === 'enabled';
+    const keptOff = done.find(turningOff);
+    const maybe = err instanceof NoAnswerError;
+    const undoTheFailed = maybe && failed.undoIsIdempotent && !turningOff(failed);
+    const undone: string[] = [];
+    const left: Step[] = [];
+    const undoFailures: string[] = [];
+    let failedStays = maybe && !undoTheFailed;
+    for (const s of [...(undoTheFailed ? [failed] : []), ...[...done].reverse().filter((x) => x !== keptOff)]) {
+      try {
+        if (s.undo === undefined) throw new Error('cannot be undone');
+        await s.undo();
+        if (s !== failed) undone.push(s.what);
+      } catch (e) {
+        if (s === failed) failedStays = true;
+        else left.push(s);
+        if (s.undo !== undefined) undoFailures.push(`undoing "${s.what}" failed too: ${(e as Error).message}`);
+      }
     }
-    const after = await this.feature(project, name);
-    if (after === undefined) throw new FlagSourceError(`Unleash: toggle "${name}" is missing right after the change`);
-    return after;
+    const applied: RoutingChange = {};
+    if (keptOff) applied.enabled = false;
+    for (const s of left) {
+      if (s.field === 'enabled') applied.enabled = change.enabled;
+      if (s.field === 'percentage') applied.percentage = change.percentage ?? 100;
+    }
+    const routed = left.filter((s) => s.field !== undefined);
+    const parts = [`Unleash: could not ${failed.what} for "${name}" in "${env}": ${err.message}.`];
+    if (undone.length > 0) parts.push(`Undone: ${undone.join(', then ')}.`);
+    if (keptOff) parts.push(`The toggle is OFF in Unleash for the whole fleet (kept: turning off is the safe direction)${failedStays ? '' : '; the rollout was not changed'}.`);
+    if (routed.length > 0) parts.push(`LEFT CHANGED in Unleash: ${routed.map((s) => s.left).join('; ')} (${undoFailures.join('; ')}); set it back there or repeat the call.`);
+    else if (!keptOff && !failedStays) parts.push('Nothing that routes was changed in Unleash.');
+    for (const s of left.filter((x) => x.field === undefined)) parts.push(`Left in Unleash: ${s.left}.`);
+    if (failedStays) parts.push(`Unleash did not answer, so "${failed.what}" may have happened: check the toggle in Unleash, or repeat the call.`);
+    const note = keptOff
+      ? `partly applied: the toggle is off, the rollout was not changed (${failed.what} failed)`
+      : routed.length > 0
+        ? `partly applied: ${routed.map((s) => s.left).join('; ')} (${failed.what} failed, and its undo)`
+        : 'nothing applied';
+    return new UnleashChangeError(parts.join(' '), Object.keys(applied).length > 0 ? applied : undefined, note);
   }
 
   async feature(project: string, name: string): Promise<AdminFeature | undefined> {
@@ -137,11 +265,12 @@ export class UnleashAdmin {
     return this.agent.close();
   }
 
-  private async call(method: 'GET' | 'POST' | 'PUT', path: string, body: unknown, allow404 = false): Promise<unknown> {
+  private async call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body: unknown, allow404 = false): Promise<unknown> {
     const url = this.base + path;
-    let res;
+    let status: number;
+    let text: string;
     try {
-      res = await request(url, {
+      const res = await request(url, {
         method,
         dispatcher: this.agent,
         headers: { authorization: this.opts.token, 'content-type': 'application/json', accept: 'application/json' },
@@ -149,21 +278,26 @@ export class UnleashAdmin {
         headersTimeout: this.opts.timeoutMs ?? 10_000,
         bodyTimeout: this.opts.timeoutMs ?? 10_000,
       });
+      status = res.statusCode;
+      text = await res.body.text();
     } catch (err) {
-      throw new FlagSourceError(`Unleash Admin API ${method} ${url}: ${(err as Error).message}`);
+      throw new NoAnswerError(`Unleash Admin API ${method} ${url}: ${(err as Error).message}`);
     }
-    const text = await res.body.text();
-    if (allow404 && res.statusCode === 404) return undefined;
-    if (res.statusCode >= 300) {
+    if (allow404 && status === 404) return undefined;
+    if (status >= 300) {
       let message = text.slice(0, 300);
       try {
         message = (JSON.parse(text) as { message?: string }).message ?? message;
       } catch {
         /* not JSON */
       }
-      throw new FlagSourceError(`Unleash Admin API ${method} ${path} answered ${res.statusCode}: ${message}`);
+      throw new FlagSourceError(`Unleash Admin API ${method} ${path} answered ${status}: ${message}`);
     }
-    return text ? (JSON.parse(text) as unknown) : undefined;
+    try {
+      return text ? (JSON.parse(text) as unknown) : undefined;
+    } catch {
+      return undefined; // a 2xx without JSON (on/off answer nothing useful)
+    }
   }
 }
 

@@ -3,9 +3,9 @@ import { FlagOwnedError, type CompiledFlag, type FlagPatch, type FlagView } from
 import type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
 import type { Actor } from './persistence.js';
 import { BootstrapStorage } from './unleash-bootstrap.js';
-import { UnleashAdmin } from './unleash-admin.js';
+import { NotSeenHereError, UnleashAdmin, UnleashChangeError, type ExpectedState, type RoutingChange } from './unleash-admin.js';
 import { environmentOfToken, sdkConfig, type UnleashSourceOptions } from './unleash-options.js';
-import { compileToggle, expectedOf, toggleState, type Feature } from './unleash-toggles.js';
+import { compileToggle, toggleState, type Feature } from './unleash-toggles.js';
 
 export { bootstrapFileIn, environmentOfToken, UNLEASH_BOOTSTRAP_FILE, type UnleashSourceOptions } from './unleash-options.js';
 
@@ -155,17 +155,50 @@ export class UnleashSource implements ExternalFlags {
       );
     }
     const project = (this.client?.getFeatureToggleDefinition(name) as Feature | undefined)?.project;
-    const after = await this.admin.apply(name, { enabled: patch.enabled, percentage: patch.percentage }, project);
-    this.opts.logger.info({ flag: name, who: actor.who, source: actor.source, enabled: patch.enabled, percentage: patch.percentage }, 'flag change applied in Unleash');
-    // Answer once this replica routes by it: the SDK sees it within a poll or two.
-    const want = expectedOf(after, this.environment);
-    const deadline = Date.now() + this.refreshIntervalMs * 2 + 3000;
-    while (Date.now() < deadline && !this.closed) {
+    const change = { enabled: patch.enabled, percentage: patch.percentage };
+    const waitMs = this.refreshIntervalMs * 2 + 3000;
+    let want: ExpectedState;
+    let failure: UnleashChangeError | undefined;
+    try {
+      want = await this.admin.apply(name, change, project);
+    } catch (err) {
+      // Part of it is live in Unleash (a kept "off", a failed undo): say whether we route by it.
+      if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
+      failure = err;
+      want = err.applied;
+    }
+    const seen = await this.seenHere(name, want, Date.now() + waitMs);
+    if (failure !== undefined) {
+      failure.message += seen ? ' This replica already routes by that.' : ` This replica has not seen that within ${waitMs / 1000} s (${this.sdkState()}).`;
+      throw failure;
+    }
+    this.opts.logger.info({ flag: name, who: actor.who, source: actor.source, enabled: patch.enabled, percentage: patch.percentage, seen }, 'flag change applied in Unleash');
+    if (!seen) {
+      // Not a 200: the body would show the old state, and an operator rolling back would think
+      // this replica had stopped sending users to the candidate while it still does.
+      const applied = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as RoutingChange;
+      throw new NotSeenHereError(
+        `the change ${JSON.stringify(applied)} was applied in Unleash for the whole fleet (environment "${this.environment}"), but THIS replica has not seen it within ${waitMs / 1000} s and still routes by the old state (${this.sdkState()}). Other replicas follow within a poll. Check this one with GET /api/v1/flags ("source"); an SDK stopped by a 401/403 on UNLEASH_API_TOKEN polls again only after a restart.`,
+        applied,
+        `NOT seen by this replica within ${waitMs / 1000} s (answered 504)`,
+      );
+    }
+  }
+
+  /** Waits until this replica's SDK shows `want` (true), or the deadline (false). */
+  private async seenHere(name: string, want: ExpectedState, deadline: number): Promise<boolean> {
+    for (;;) {
       const v = this.views.get(name);
-      if (v && v.enabled === want.enabled && (want.percentage === undefined || v.percentage === want.percentage)) return;
+      if (v && (want.enabled === undefined || v.enabled === want.enabled) && (want.percentage === undefined || v.percentage === want.percentage)) return true;
+      if (Date.now() >= deadline || this.closed) return false;
       await new Promise((r) => setTimeout(r, 50));
     }
-    this.opts.logger.warn({ flag: name }, 'the change was applied in Unleash but not seen by this replica yet');
+  }
+
+  /** The SDK's fetch state in a few words, for messages. */
+  private sdkState(): string {
+    const ago = this.lastSuccessAt === undefined ? 'never' : `${Math.round((Date.now() - this.lastSuccessAt) / 100) / 10} s ago`;
+    return `its last successful fetch from Unleash: ${ago}${this.lastError !== undefined && !this.up ? `; last error: ${this.lastError}` : ''}`;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,280 @@
+// UnleashAdmin and the fleet-mode admin POST against a small real HTTP server that implements the
+// few Unleash endpoints cutover uses: the Admin API calls of UnleashAdmin (recorded in order, any
+// one of them made to fail) and /api/client/features for the SDK, served from the same state.
+import t, { type Test } from 'tap';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { postJson } from '../helpers/http.js';
+import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
+import { UnleashAdmin, UnleashChangeError, type AdminStrategy } from '../../src/flags/unleash-admin.js';
+
+const ENV = 'development';
+const ADMIN = '*:*.admin-secret';
+const BACKEND = '*:development.backend-secret';
+
+interface Toggle {
+  name: string;
+  project: string;
+  environments: Array<{ name: string; enabled: boolean; strategies: AdminStrategy[] }>;
+}
+
+/** "fail": answer 500 without changing anything; "lost": apply it, then drop the connection (the answer is lost). */
+type Failure = 'fail' | 'lost';
+
+async function fakeUnleash(t: Test) {
+  const toggles = new Map<string, Toggle>();
+  const calls: string[] = [];
+  const failures = new Map<number, Failure>();
+  const state = { clientStatus: 200, nextId: 1 };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const send = (status: number, json?: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(json === undefined ? '' : JSON.stringify(json));
+      };
+      if (url.pathname === '/api/client/features') {
+        if (state.clientStatus !== 200) return send(state.clientStatus, { message: 'token revoked' });
+        const features = [...toggles.values()].map((f) => {
+          const e = f.environments.find((x) => x.name === ENV);
+          return { name: f.name, type: 'release', project: f.project, stale: false, enabled: e?.enabled ?? false, strategies: (e?.strategies ?? []).map(({ name, constraints, parameters }) => ({ name, constraints, parameters })), variants: [] };
+        });
+        return send(200, { version: 2, features });
+      }
+      if (url.pathname.startsWith('/api/client/') || url.pathname.startsWith('/api/frontend')) return send(202, {});
+      const m = /^\/api\/admin\/projects\/([^/]+)\/features(?:\/([^/]+)(?:\/environments\/([^/]+)\/(on|off|strategies)(?:\/([^/]+))?)?)?$/.exec(url.pathname);
+      if (m === null) return send(404, { message: `no route ${req.method} ${url.pathname}` });
+      const [, project, name, , action, strategyId] = m.map((x) => (x === undefined ? undefined : decodeURIComponent(x)));
+      const what = `${req.method} ${action ?? (name ? 'feature' : 'features')}`;
+      calls.push(what);
+      const failure = failures.get(calls.length);
+      if (failure === 'fail') return send(500, { message: `injected failure of call ${calls.length} (${what})` });
+      const toggle = toggles.get(name ?? (JSON.parse(body || '{}') as { name: string }).name);
+      const env = toggle?.environments.find((e) => e.name === ENV);
+      let answer: [number, unknown?];
+      if (what === 'GET feature') answer = toggle ? [200, toggle] : [404, { message: 'not found' }];
+      else if (what === 'POST features') {
+        const { name: created } = JSON.parse(body) as { name: string };
+        toggles.set(created, { name: created, project: project as string, environments: [{ name: ENV, enabled: false, strategies: [] }] });
+        answer = [201, { name: created }];
+      } else if (env === undefined) answer = [404, { message: 'no such toggle' }];
+      else if (action === 'on' || action === 'off') {
+        env.enabled = action === 'on';
+        answer = [200];
+      } else if (req.method === 'POST') {
+        const s = { ...(JSON.parse(body) as AdminStrategy), id: `s${state.nextId++}` };
+        env.strategies.push(s);
+        answer = [200, s];
+      } else if (req.method === 'PUT') {
+        const i = env.strategies.findIndex((s) => s.id === strategyId);
+        if (i >= 0) env.strategies[i] = { ...(JSON.parse(body) as AdminStrategy), id: strategyId as string };
+        answer = i >= 0 ? [200, env.strategies[i]] : [404, { message: 'no such strategy' }];
+      } else {
+        const before = env.strategies.length;
+        env.strategies = env.strategies.filter((s) => s.id !== strategyId);
+        answer = env.strategies.length < before ? [200] : [404, { message: 'no such strategy' }];
+      }
+      if (failure === 'lost') return res.destroy();
+      send(...answer);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.listening && stop());
+  const api = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
+  /** A toggle as Unleash would have it: on/off in ENV with one flexibleRollout strategy. */
+  const seed = (name: string, enabled: boolean, rollout: number) =>
+    toggles.set(name, { name, project: 'default', environments: [{ name: ENV, enabled, strategies: [{ id: `s${state.nextId++}`, name: 'flexibleRollout', constraints: [], parameters: { rollout: String(rollout), stickiness: 'userId', groupId: name } }] }] });
+  const env = (name: string) => toggles.get(name)?.environments.find((e) => e.name === ENV);
+  const rollout = (name: string) => env(name)?.strategies.map((s) => Number(s.parameters.rollout));
+  const stop = () => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  };
+  return { api, toggles, calls, failures, state, seed, env, rollout, stop };
+}
+
+function admin(t: Test, api: string): UnleashAdmin {
+  const a = new UnleashAdmin({ apiUrl: api, token: ADMIN, environment: ENV, project: 'default', timeoutMs: 2000 });
+  t.teardown(() => a.close());
+  return a;
+}
+
+async function refusal(p: Promise<unknown>): Promise<UnleashChangeError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof UnleashChangeError)) throw new Error(`expected an UnleashChangeError, got ${String(err)}`);
+  return err;
+}
+
+t.test('the safe order: on = rollout first, off = toggle first', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', false, 10);
+  t.same(await a.apply('flag', { enabled: true, percentage: 25 }), { enabled: true, percentage: 25 });
+  t.same(u.calls, ['GET feature', 'PUT strategies', 'POST on', 'GET feature'], 'turning on: the rollout is set before the toggle goes on');
+  u.calls.length = 0;
+  t.same(await a.apply('flag', { enabled: false, percentage: 10 }), { enabled: false, percentage: 10 });
+  t.same(u.calls, ['GET feature', 'POST off', 'PUT strategies', 'GET feature'], 'turning off: the toggle goes off before the rollout changes');
+});
+
+t.test('turning on fails after the rollout changed: the rollout is put back', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', false, 10);
+  u.failures.set(3, 'fail');
+  const err = await refusal(a.apply('flag', { enabled: true, percentage: 25 }));
+  t.same(u.calls, ['GET feature', 'PUT strategies', 'POST on', 'PUT strategies'], 'the undo is the same PUT with the previous parameters');
+  t.match(u.env('flag'), { enabled: false }, 'the toggle stays off');
+  t.same(u.rollout('flag'), [10], 'and the rollout is 10 again');
+  t.equal(err.applied, undefined, 'nothing is live');
+  t.match(err.message, /could not turn the toggle on .*injected failure.*Undone: set the rollout from 10 to 25 %\. Nothing that routes was changed in Unleash\./);
+});
+
+t.test('turning off succeeded, the rollout update fails: the off stays (the safe direction)', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', true, 25);
+  u.failures.set(3, 'fail');
+  const err = await refusal(a.apply('flag', { enabled: false, percentage: 10 }));
+  t.same(u.calls, ['GET feature', 'POST off', 'PUT strategies'], 'no undo of the off');
+  t.match(u.env('flag'), { enabled: false });
+  t.same(u.rollout('flag'), [25], 'the rollout was not changed');
+  t.same(err.applied, { enabled: false }, 'what is live: the off');
+  t.match(err.message, /The toggle is OFF in Unleash for the whole fleet \(kept: turning off is the safe direction\); the rollout was not changed\./);
+  t.notMatch(err.message, /Nothing that routes was changed/);
+});
+
+t.test('the undo fails too: the error says exactly what is left changed', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', false, 10);
+  u.failures.set(3, 'fail').set(4, 'fail');
+  const err = await refusal(a.apply('flag', { enabled: true, percentage: 25 }));
+  t.same(u.calls, ['GET feature', 'PUT strategies', 'POST on', 'PUT strategies']);
+  t.same(u.rollout('flag'), [25], 'the rollout is left at 25 (the toggle is off)');
+  t.same(err.applied, { percentage: 25 });
+  t.match(err.message, /LEFT CHANGED in Unleash: the rollout at 25 % \(was 10\) \(undoing "set the rollout from 10 to 25 %" failed too: .*answered 500.*\); set it back there or repeat the call\./);
+});
+
+t.test('a new toggle: the created strategy is deleted, the created toggle stays (off) and the error says so', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.failures.set(4, 'fail');
+  const err = await refusal(a.apply('fresh', { enabled: true, percentage: 5 }));
+  t.same(u.calls, ['GET feature', 'POST features', 'POST strategies', 'POST on', 'DELETE strategies']);
+  t.match(u.env('fresh'), { enabled: false, strategies: [] }, 'the toggle exists, off, without the strategy');
+  t.equal(err.applied, undefined, 'nothing that routes is live');
+  t.match(err.message, /Undone: create a flexibleRollout strategy at 5 %\. Nothing that routes was changed in Unleash\. Left in Unleash: the toggle "fresh" \(created in project "default", off in "development": it sends nobody to the candidate\)\./);
+});
+
+t.test('no answer to "on" (applied, answer lost): it is switched off again, then the rollout put back', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', false, 10);
+  u.failures.set(3, 'lost');
+  const err = await refusal(a.apply('flag', { enabled: true, percentage: 25 }));
+  t.same(u.calls, ['GET feature', 'PUT strategies', 'POST on', 'POST off', 'PUT strategies']);
+  t.match(u.env('flag'), { enabled: false });
+  t.same(u.rollout('flag'), [10]);
+  t.equal(err.applied, undefined);
+});
+
+t.test('no answer to "off": never switched back on; the error says it may be off', async (t) => {
+  const u = await fakeUnleash(t);
+  const a = admin(t, u.api);
+  u.seed('flag', true, 25);
+  u.failures.set(2, 'lost');
+  const err = await refusal(a.apply('flag', { enabled: false, percentage: 10 }));
+  t.same(u.calls, ['GET feature', 'POST off'], 'no "on" to undo it, no rollout change after it');
+  t.match(u.env('flag'), { enabled: false });
+  t.same(u.rollout('flag'), [25]);
+  t.match(err.message, /Unleash did not answer, so "turn the toggle off" may have happened: check the toggle in Unleash, or repeat the call\.$/);
+  t.notMatch(err.message, /Nothing that routes was changed/);
+});
+
+interface AuditLine {
+  actor: string;
+  source: string;
+  reason?: string;
+  flag: string;
+  before: { enabled: boolean } | null;
+  after: { enabled: boolean; percentage: number } | null;
+}
+
+async function fleet(t: Test) {
+  const u = await fakeUnleash(t);
+  u.seed('flag', true, 25);
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const dirs = await writeConfig(t, { upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } }, routes: [{ name: 'r', match: { path: '/r' }, legacy: 'legacy', candidate: 'candidate', flag: 'flag' }] });
+  const { running } = await startCutover(t, dirs, { serve: { drainTimeoutMs: 500, unleash: { url: u.api, apiToken: BACKEND, adminToken: ADMIN, refreshIntervalMs: 200, startupWaitMs: 3000, disableMetrics: true } } });
+  const post = (body: unknown) => postJson(`http://127.0.0.1:${running.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': 'alice' });
+  const audit = async () => (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditLine);
+  const adminLines = async () => (await audit()).filter((l) => l.source === 'admin-api');
+  return { u, dirs, post, adminLines };
+}
+
+t.test('admin POST: 200 once this replica routes by it, audited with the caller', async (t) => {
+  const f = await fleet(t);
+  const r = await f.post({ enabled: false });
+  t.equal(r.status, 200);
+  t.match(r.json(), { enabled: false, source: 'unleash' });
+  t.match(await f.adminLines(), [{ actor: /^admin-api:alice@/, reason: 'applied in unleash', before: { enabled: true }, after: { enabled: false } }]);
+});
+
+t.test('admin POST, partly applied: 502 says the off is live (and seen here), and it is audited', async (t) => {
+  const f = await fleet(t);
+  f.u.calls.length = 0;
+  f.u.failures.set(3, 'fail'); // GET, off, PUT <- fails
+  const r = await f.post({ enabled: false, percentage: 10, health_check_interval: 30 });
+  t.equal(r.status, 502);
+  t.match(r.json(), { error: 'partly_applied', message: /OFF in Unleash .*kept.* This replica already routes by that\. The per-replica settings in this call \(health_check_interval\) were not written\./ });
+  t.match(await f.adminLines(), [{ actor: /alice/, reason: /^applied in unleash; partly applied: the toggle is off/, after: { enabled: false, percentage: 25 } }]);
+});
+
+t.test('admin POST, Unleash refuses the first step: 502, nothing changed, nothing audited', async (t) => {
+  const f = await fleet(t);
+  f.u.calls.length = 0;
+  f.u.failures.set(2, 'fail');
+  const r = await f.post({ enabled: false });
+  t.match(r.json(), { error: 'unleash_error', message: /Nothing that routes was changed/ });
+  t.equal(r.status, 502);
+  t.match(f.u.env('flag'), { enabled: true });
+  t.same(await f.adminLines(), []);
+});
+
+t.test("admin POST when this replica's SDK stopped (401 on its backend token): 504 not_seen_here, audited as such", async (t) => {
+  const f = await fleet(t);
+  f.u.state.clientStatus = 401;
+  await new Promise((r) => setTimeout(r, 600)); // a poll or two: the SDK meets the 401
+  const started = Date.now();
+  const r = await f.post({ enabled: false });
+  const tookMs = Date.now() - started;
+  t.equal(r.status, 504, `not a 200 with the old state (answered after ${tookMs} ms)`);
+  t.match(r.json(), { error: 'not_seen_here', message: /^the change \{"enabled":false\} was applied in Unleash for the whole fleet \(environment "development"\), but THIS replica has not seen it within 3\.4 s and still routes by the old state \(its last successful fetch from Unleash: [\d.]+ s ago; last error: .*401.*\)/ });
+  t.match(f.u.env('flag'), { enabled: false }, 'the change is in Unleash');
+  t.match(await f.adminLines(), [{ actor: /alice/, reason: 'applied in unleash; NOT seen by this replica within 3.4 s (answered 504)', before: { enabled: true }, after: { enabled: false } }]);
+});
+
+t.test('admin POST: the local settings cannot be written after the routing change: 500 says it is applied and audited', async (t) => {
+  const f = await fleet(t);
+  await mkdir(join(f.dirs.flagsDir, 'flag.json')); // a directory where the flag file goes: the write fails
+  const r = await f.post({ enabled: false, health_check_interval: 30 });
+  t.equal(r.status, 500);
+  t.match(r.json(), { error: 'applied_then_failed', message: /^the routing change \{"enabled":false\} was applied in unleash for the whole fleet, this replica routes by it and its audit log has it, but the per-replica settings \(health_check_interval\) were not written: / });
+  t.match(await f.adminLines(), [{ reason: 'applied in unleash', after: { enabled: false } }], 'the routing change is audited');
+});
+
+t.test('admin POST: the audit log cannot be written: 500 says the change is applied and where it is logged', async (t) => {
+  const f = await fleet(t);
+  await mkdir(join(f.dirs.flagsDir, 'audit.log'));
+  const r = await f.post({ enabled: false });
+  t.equal(r.status, 500);
+  t.match(r.json(), { error: 'applied_then_failed', message: /applied in unleash for the whole fleet and this replica routes by it\. It is NOT in this replica's audit log \(.*EISDIR.*\); the proxy log has it\./ });
+  t.match(f.u.env('flag'), { enabled: false });
+});
