@@ -203,7 +203,12 @@ export class UnleashSource implements ExternalFlags {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.client?.destroy();
+    const client = this.client;
+    client?.destroy();
+    // destroy() drops the SDK repository's listeners, but a fetch in its retries (up to ~3 s
+    // during an outage) still emits 'error' there when it gives up: with no listener that is an
+    // uncaught exception, mid-drain on SIGTERM. Nothing is left to tell about it.
+    (client as unknown as { repository?: { on(event: 'error', fn: () => void): unknown } } | undefined)?.repository?.on('error', () => undefined);
     await this.storage.flush();
     await this.admin?.close();
   }

@@ -278,3 +278,18 @@ t.test('admin POST: the audit log cannot be written: 500 says the change is appl
   t.match(r.json(), { error: 'applied_then_failed', message: /applied in unleash for the whole fleet and this replica routes by it\. It is NOT in this replica's audit log \(.*EISDIR.*\); the proxy log has it\./ });
   t.match(f.u.env('flag'), { enabled: false });
 });
+
+t.test('shutting down while the SDK retries a failing fetch does not crash the process', async (t) => {
+  // unleash-client's destroy() drops its repository's listeners while a fetch may still be
+  // retrying; that fetch's error was then an 'error' event nobody listened to: an uncaught
+  // exception on SIGTERM during an Unleash outage, in the middle of draining.
+  const u = await fakeUnleash(t);
+  u.seed('flag', true, 25);
+  const dirs = await writeConfig(t, { upstreams: { legacy: { url: 'http://127.0.0.1:9' } }, routes: [] });
+  const { running } = await startCutover(t, dirs, { serve: { drainTimeoutMs: 200, unleash: { url: u.api, apiToken: BACKEND, refreshIntervalMs: 100, startupWaitMs: 3000, disableMetrics: true } } });
+  await u.stop(); // each fetch now fails to connect and is retried twice (1 s, 2 s)
+  await new Promise((r) => setTimeout(r, 500));
+  await running.shutdown();
+  await new Promise((r) => setTimeout(r, 3500)); // the retries end; their error must go nowhere
+  t.pass('no uncaught error after shutdown');
+});
