@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/model.js';
+import { AppliedThenFailedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
-import { NotSeenHereError, UnleashChangeError } from '../flags/unleash-admin.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
 
@@ -46,7 +45,7 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     if (err instanceof UnleashChangeError && err.applied !== undefined) throw new HttpError(502, 'partly_applied', err.message);
     if (err instanceof FlagSourceError) throw new HttpError(502, 'unleash_error', err.message);
     // The routing change is live fleet-wide, then this replica failed (audit or local settings).
-    if (err instanceof Error && 'applied' in err) throw new HttpError(500, 'applied_then_failed', err.message);
+    if (err instanceof AppliedThenFailedError) throw new HttpError(500, 'applied_then_failed', err.message);
     throw err;
   }
 }

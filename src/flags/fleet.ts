@@ -39,9 +39,11 @@ export interface ExternalFlags {
   names(): string[];
   /**
    * Applies the routing part of a patch in the source and resolves once this replica routes by
-   * it (or after a bounded wait). Throws FlagOwnedError when that is not possible from here
-   * (no admin token, fields the source has no place for) and FlagSourceError when it failed.
-   * Must not change anything when it throws FlagOwnedError.
+   * it. Throws FlagOwnedError when that is not possible from here (no admin token, fields the
+   * source has no place for), FlagSourceError when it failed with nothing left changed, and
+   * UnleashChangeError when part or all of it is live anyway (NotSeenHereError: applied for the
+   * fleet, not seen here within a bounded wait). Must not change anything when it throws
+   * FlagOwnedError.
    */
   apply(name: string, patch: FlagPatch, actor: Actor): Promise<void>;
   status(): FlagSourceStatus;

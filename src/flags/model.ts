@@ -219,3 +219,36 @@ export class FlagSourceError extends Error {
     this.name = 'FlagSourceError';
   }
 }
+
+/**
+ * Unleash failed part-way through a change. `applied`: the routing fields live in Unleash because
+ * of this call (undefined: nothing that routes changed); the message says what was undone and
+ * what is left; `note` says it in a few words for the audit log.
+ */
+export class UnleashChangeError extends FlagSourceError {
+  constructor(
+    message: string,
+    readonly applied: Pick<FlagPatch, 'enabled' | 'percentage'> | undefined,
+    readonly note: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The change is live in Unleash for the fleet, but this replica's SDK has not seen it in time (admin API: 504). */
+export class NotSeenHereError extends UnleashChangeError {}
+
+/**
+ * A routing change is live in the source for the whole fleet, then this replica failed to audit it
+ * or to write the call's per-replica settings (admin API: 500, the message says what is live).
+ */
+export class AppliedThenFailedError extends Error {
+  constructor(
+    message: string,
+    readonly applied: Pick<FlagPatch, 'enabled' | 'percentage'>,
+  ) {
+    super(message);
+    this.name = 'AppliedThenFailedError';
+  }
+}

@@ -2,6 +2,7 @@ import { SerialQueue } from '../util/serial-queue.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/logger.js';
 import {
+  AppliedThenFailedError,
   applyPatch,
   assertFlagName,
   compileFlag,
@@ -12,6 +13,7 @@ import {
   type FlagPatch,
   type FlagState,
   type FlagView,
+  UnleashChangeError,
 } from './model.js';
 import { fleetView, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
@@ -122,17 +124,16 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
         try {
           await external.apply(name, routing, actor);
         } catch (err) {
-          const live = FlagStore.liveAfterError(err);
-          if (live === undefined) throw err;
-          const after = { ...(before ?? { name, ...NEW_FLAG }), ...live.applied };
-          const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${live.note}` }, time: new Date().toISOString() });
+          if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
+          const after = { ...(before ?? { name, ...NEW_FLAG }), ...err.applied };
+          const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() });
           (err as Error).message += unaudited + (localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '');
           throw err;
         }
         const after = this.view(name) ?? { name, ...NEW_FLAG };
         const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() });
         if (unaudited !== '') {
-          throw Object.assign(new Error(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : ''}`), { applied: routing });
+          throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : ''}`, routing);
         }
       }
       if (localNames.length > 0) {
@@ -142,21 +143,14 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
           if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
         } catch (err) {
           if (!routed) throw err;
-          throw Object.assign(
-            new Error(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet, this replica routes by it and its audit log has it, but the per-replica settings (${localNames.join(', ')}) were not written: ${(err as Error).message}`),
-            { applied: routing },
+          throw new AppliedThenFailedError(
+            `the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet, this replica routes by it and its audit log has it, but the per-replica settings (${localNames.join(', ')}) were not written: ${(err as Error).message}`,
+            routing,
           );
         }
       }
       return this.view(name) ?? { name, ...NEW_FLAG };
     });
-  }
-
-  /** What of a routing change is live in the source although apply() threw: errors carrying `applied` and `note` (unleash-admin.ts). */
-  private static liveAfterError(err: unknown): { applied: FlagPatch; note: string } | undefined {
-    const e = err as { applied?: unknown; note?: unknown } | null;
-    if (!(err instanceof Error) || e === null || typeof e.applied !== 'object' || e.applied === null || Object.keys(e.applied).length === 0) return undefined;
-    return { applied: e.applied as FlagPatch, note: typeof e.note === 'string' ? e.note : 'applied, then the call failed' };
   }
 
   /** Audits a change that is live fleet-wide; on a failed write the proxy log keeps it, and the caller hears so. */

@@ -1,5 +1,7 @@
 import { Agent, request } from 'undici';
-import { FlagOwnedError, FlagSourceError } from './model.js';
+import { FlagOwnedError, FlagSourceError, UnleashChangeError } from './model.js';
+
+export { NotSeenHereError, UnleashChangeError } from './model.js';
 import { expectedOf } from './unleash-toggles.js';
 
 /** A strategy as Unleash's Admin API returns it. */
@@ -44,25 +46,6 @@ export interface ExpectedState {
   enabled?: boolean;
   percentage?: number;
 }
-
-/**
- * Unleash failed part-way through a change. `applied`: the routing fields live in Unleash because
- * of this call (undefined: nothing that routes changed); the message says what was undone and
- * what is left; `note` says it in a few words for the audit log.
- */
-export class UnleashChangeError extends FlagSourceError {
-  constructor(
-    message: string,
-    readonly applied: RoutingChange | undefined,
-    readonly note: string,
-  ) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
-
-/** The change is live in Unleash for the fleet, but this replica's SDK has not seen it in time (admin API: 504). */
-export class NotSeenHereError extends UnleashChangeError {}
 
 /** No answer (connect error, timeout, reset): the request may or may not have been applied. */
 class NoAnswerError extends FlagSourceError {}

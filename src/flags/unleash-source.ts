@@ -1,9 +1,9 @@
 import type { Unleash } from 'unleash-client';
-import { FlagOwnedError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
+import { FlagOwnedError, NotSeenHereError, UnleashChangeError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
 import type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
 import type { Actor } from './persistence.js';
 import { BootstrapStorage } from './unleash-bootstrap.js';
-import { NotSeenHereError, UnleashAdmin, UnleashChangeError, type ExpectedState, type RoutingChange } from './unleash-admin.js';
+import { UnleashAdmin, type ExpectedState, type RoutingChange } from './unleash-admin.js';
 import { environmentOfToken, sdkConfig, type UnleashSourceOptions } from './unleash-options.js';
 import { compileToggle, toggleState, type Feature } from './unleash-toggles.js';
 
