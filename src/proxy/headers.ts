@@ -9,6 +9,7 @@ const HOP_BY_HOP = new Set([
   'proxy-connection',
   'proxy-authenticate',
   'proxy-authorization',
+  'proxy-authentication-info',
   'te',
   'trailer',
   'transfer-encoding',
