@@ -117,8 +117,9 @@ export abstract class ExchangeState {
   }
 
   private candidateOutcome(failure: LiveFailure | undefined): void {
+    const trial = this.trial;
     this.trial = false; // success() and failure() end the trial
-    recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable);
+    recordCandidate(this.route as CompiledRoute, failure, this.deps.autoDisable, trial);
   }
 
   /** No verdict on the candidate (hedge lost, client left, 413, queued too long): free the trial. */

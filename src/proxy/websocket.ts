@@ -78,9 +78,10 @@ class Tunnel implements Chooser {
   private outcome(target: Target, failure: LiveFailure | undefined): void {
     const health = this.route?.candidateHealth;
     if (target !== 'candidate' || health === undefined) return;
+    const trial = this.trial;
     this.trial = false;
-    if (failure === undefined) health.success();
-    else health.failure(failure, (this.route as CompiledRoute).name);
+    if (failure === undefined) health.success(trial ? 'trial' : 'admitted');
+    else health.failure(failure, (this.route as CompiledRoute).name, trial ? 'trial' : 'admitted');
   }
 
   private releaseTrial(): void {

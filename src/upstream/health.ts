@@ -7,6 +7,11 @@ export const NO = 0;
 export const YES = 1;
 export const TRIAL = 2;
 export type Admission = typeof NO | typeof YES | typeof TRIAL;
+/**
+ * Whose answer a verdict is: the trial admit() let through after an ejection, a request admitted
+ * normally, or an upstream whose traffic is never gated (legacy: every answer counts).
+ */
+export type VerdictOf = 'trial' | 'admitted' | 'ungated';
 const TRIAL_MAX_MS = 30_000;
 
 /** Failures that count against an upstream on live traffic. */
@@ -71,8 +76,12 @@ export class UpstreamHealth {
     return TRIAL;
   }
 
-  /** A response below the failure threshold arrived. */
-  success(): void {
+  /**
+   * A response below the failure threshold arrived. While ejected only the trial's verdict counts:
+   * a request admitted before the ejection that ends well says nothing about the upstream now.
+   */
+  success(of: VerdictOf = 'admitted'): void {
+    if (this.ejectedUntil !== 0 && of === 'admitted') return;
     this.failures = 0;
     if (this.ejectedUntil !== 0) {
       this.logger.info({ upstream: this.upstream.name, reason: 'trial request succeeded', ejections: this.ejections }, 'upstream restored after ejection');
@@ -87,11 +96,14 @@ export class UpstreamHealth {
     this.trialInFlight = false;
   }
 
-  failure(kind: LiveFailure, route: string): void {
+  failure(kind: LiveFailure, route: string, of: VerdictOf = 'admitted'): void {
+    // Already out: a late failure of a request admitted before the ejection neither lengthens it
+    // nor ends the trial.
+    if (this.ejectedUntil !== 0 && of === 'admitted') return;
     this.failures++;
     this.lastReason = `${kind} on route ${route}`;
-    const trial = this.trialInFlight;
-    this.trialInFlight = false;
+    const trial = of === 'trial';
+    if (trial) this.trialInFlight = false;
     if (trial || this.failures >= this.outlier.consecutiveFailures) this.eject(trial);
   }
 

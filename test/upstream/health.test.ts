@@ -21,10 +21,17 @@ t.test('outlier ejection grows while failing, lets one trial through, and restor
   h.failure('connect', 'r');
   t.equal(h.admit(), NO, 'three consecutive: ejected');
   t.equal(h.view().ejectedUntil, now + 1000);
+  // Requests admitted before the ejection still finish: their verdicts are not the trial's.
+  h.success();
+  t.equal(h.admit(), NO, 'a late success from before the ejection does not end it');
+  h.failure('reset', 'r');
+  t.equal(h.view().ejectedUntil, now + 1000, 'nor does a late failure lengthen it');
   now += 1000;
   t.equal(h.admit(), TRIAL, 'ejection over: one trial request');
   t.equal(h.admit(), NO, 'only one trial at a time');
-  h.failure('timeout', 'r');
+  h.success();
+  t.equal(h.admit(), NO, 'a late success while the trial is out does not restore, nor free the trial');
+  h.failure('timeout', 'r', 'trial');
   t.equal(h.view().ejectedUntil, now + 2000, 'failed trial: ejected for twice as long');
   now += 2000;
   t.equal(h.admit(), TRIAL);
@@ -32,11 +39,11 @@ t.test('outlier ejection grows while failing, lets one trial through, and restor
   t.equal(h.admit(), TRIAL, 'a released trial (no verdict) lets the next request try');
   now += 31_000;
   t.equal(h.admit(), TRIAL, 'a trial held past 30 s without a verdict does not shut the upstream out');
-  h.failure('timeout', 'r');
+  h.failure('timeout', 'r', 'trial');
   t.equal(h.view().ejectedUntil, now + 2500, 'capped at maxEjection');
   now += 2500;
   t.equal(h.admit(), TRIAL);
-  h.success();
+  h.success('trial');
   t.ok(h.admit() === YES && h.admit() === YES, 'restored: no trial gating');
   t.same(h.view().ejections, 0);
   // README: every ejection and recovery is logged with its reason.
