@@ -20,6 +20,8 @@ t.test('structural JSON diff', async (t) => {
   t.equal(diffJson({ tags: ['a', 'b'] }, { tags: ['b', 'a'] }, opts()).length, 1, 'ordered by default');
   t.equal(diffJson({ tags: ['a', 'b'] }, { tags: ['b', 'c'] }, opts({ unordered: true })).length, 1);
   t.same(diffJson({ l: [1, 2] }, { l: [1] }, opts()).map((d) => d.path), ['$.l.length']);
+  t.same(diffJson({ l: [1, 2] }, { l: [1] }, opts({ ignore: ['$.l.length'] })), [], 'an ignored length: the common items still compared, and equal');
+  t.same(diffJson({ l: [1, 2] }, { l: [3] }, opts({ ignore: ['$.l.length'] })).map((d) => d.path), ['$.l[*]'], 'an ignored length does not hide the items');
   t.equal(normalizePath('items[3].etag'), '$.items[*].etag');
 });
 
