@@ -1,4 +1,5 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { createReadStream, watch, type FSWatcher } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { join } from 'node:path';
@@ -89,6 +90,26 @@ export class FilePersistence implements FlagPersistence {
     } finally {
       await d.close();
     }
+  }
+
+  async lastAudited(): Promise<Map<string, FlagState | undefined>> {
+    const out = new Map<string, FlagState | undefined>();
+    const input = createReadStream(join(this.opts.dir, AUDIT_FILE), 'utf8');
+    try {
+      for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+        let entry: { flag?: unknown; after?: unknown };
+        try {
+          entry = JSON.parse(line) as { flag?: unknown; after?: unknown };
+        } catch {
+          continue; // a torn last line (crash mid-append) says nothing
+        }
+        if (typeof entry.flag !== 'string') continue;
+        out.set(entry.flag, entry.after === null || typeof entry.after !== 'object' ? undefined : (entry.after as FlagState));
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return out;
   }
 
   where(name: string): string {

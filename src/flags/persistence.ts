@@ -30,6 +30,11 @@ export interface FlagPersistence {
   watch(onExternal: () => void): void;
   /** Re-reads the store's files: name -> state, or an Error for a file that is invalid now. */
   scan(): Promise<Map<string, FlagState | Error>>;
+  /**
+   * The state each flag's last audit line left it in (undefined: removed); empty when nothing was
+   * ever audited. Read once at start (see start-audit.ts); optional for other stores.
+   */
+  lastAudited?(): Promise<Map<string, FlagState | undefined>>;
   close(): Promise<void>;
 }
 

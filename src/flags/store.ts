@@ -17,6 +17,7 @@ import {
 } from './model.js';
 import { fleetView, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
+import { auditFoundAtStart } from './start-audit.js';
 
 export type { Actor, FlagChange, FlagPersistence } from './persistence.js';
 export type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
@@ -30,6 +31,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly states = new Map<string, FlagState>();
   private readonly compiled = new Map<string, CompiledFlag>();
   private readonly queue = new SerialQueue();
+  /** Fleet mode: one queue per flag for changes that call the source (see setFleet). */
+  private readonly flagQueues = new Map<string, SerialQueue>();
 
   constructor(
     private readonly logger: Logger,
@@ -43,6 +46,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   async start(): Promise<void> {
     if (this.persistence) {
       for (const [name, state] of await this.persistence.load()) this.commit(name, state);
+      // In fleet mode the audit log's states are the fleet's (from Unleash), not the files'.
+      if (!this.external) await auditFoundAtStart(this.persistence, this.logger);
       // A rescan that fails (directory unreadable, audit log unwritable) changes nothing and is
       // retried on the next event or poll; the queue would swallow its error, so say it here.
       this.persistence.watch(() => {
@@ -100,6 +105,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.flagQueues.values()].map((q) => q.idle()));
     await this.queue.idle();
     await this.external?.close();
     await this.persistence?.close();
@@ -115,7 +121,10 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
    */
   private setFleet(external: ExternalFlags, name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
     const { routing, local } = splitPatch(patch);
-    return this.enqueue(async () => {
+    // Changes to one flag run in order; the Unleash calls (seconds, when Unleash is slow) do not
+    // hold up another flag's change, a rollback above all. Local writes and audit lines still go
+    // through the store's one queue.
+    return this.flagQueue(name).run(async () => {
       const before = this.view(name);
       const routed = Object.keys(routing).length > 0;
       const localNames = Object.keys(local);
@@ -126,21 +135,23 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
         } catch (err) {
           if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
           const after = { ...(before ?? { name, ...NEW_FLAG }), ...err.applied };
-          const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() });
+          const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() }));
           (err as Error).message += unaudited + (localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '');
           throw err;
         }
         const after = this.view(name) ?? { name, ...NEW_FLAG };
-        const unaudited = await this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() });
+        const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() }));
         if (unaudited !== '') {
           throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : ''}`, routing);
         }
       }
       if (localNames.length > 0) {
-        const was = this.states.get(name);
-        const after = applyPatch(was, local);
         try {
-          if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
+          await this.enqueue(async () => {
+            const was = this.states.get(name);
+            const after = applyPatch(was, local);
+            if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
+          });
         } catch (err) {
           if (!routed) throw err;
           throw new AppliedThenFailedError(
@@ -184,6 +195,12 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       return;
     }
     this.compiled.set(name, withLocalSettings(ext, this.states.get(name)));
+  }
+
+  private flagQueue(name: string): SerialQueue {
+    let q = this.flagQueues.get(name);
+    if (q === undefined) this.flagQueues.set(name, (q = new SerialQueue()));
+    return q;
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {

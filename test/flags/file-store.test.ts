@@ -243,3 +243,42 @@ t.test('an API patch takes in a hand or GitOps edit the watcher has not delivere
     { flag: 'g', source: 'admin-api', before: { enabled: true }, after: { enabled: false, percentage: 5 } },
   ], 'each file change audited before the API change built on it');
 });
+
+t.test('at start, flag files that differ from the audit log get an audit line (edits while stopped, a crash before the audit line)', async (t) => {
+  const dir = await tempDir(t);
+  const open = async () => {
+    const { logger, lines } = capturedLogger();
+    const store = new FlagStore(logger, new FilePersistence({ dir, logger, pollMs: 0, watch: false }));
+    await store.start();
+    return { store, lines };
+  };
+  await writeFile(join(dir, 'shipped.json'), JSON.stringify({ enabled: false, percentage: 0 }));
+  const first = await open();
+  t.equal((await readFile(join(dir, 'audit.log'), 'utf8').catch(() => '')), '', 'first start: the files are the baseline, nothing audited');
+  const alice = { source: 'admin-api', who: 'alice' };
+  await first.store.set('a', { enabled: true, percentage: 25 }, alice);
+  await first.store.set('b', { enabled: true, percentage: 50 }, alice);
+  await first.store.set('c', { enabled: true, percentage: 75 }, alice);
+  await first.store.close();
+
+  // While stopped: a hand edit, a deletion, and a file a crash left without its audit line.
+  await writeFile(join(dir, 'a.json'), JSON.stringify({ enabled: false, percentage: 25 }));
+  await rm(join(dir, 'b.json'));
+  await writeFile(join(dir, 'd.json'), JSON.stringify({ enabled: true, percentage: 10 }));
+  const second = await open();
+  t.teardown(() => second.store.close());
+  const lines = (await auditLines(dir)).slice(3);
+  t.match(lines, [
+    { flag: 'a', source: 'file', reason: /^found at start/, before: { enabled: true, percentage: 25 }, after: { enabled: false, percentage: 25 } },
+    { flag: 'b', source: 'file', reason: /^found at start/, before: { enabled: true, percentage: 50 }, after: null },
+    { flag: 'd', source: 'file', reason: /^found at start/, before: null, after: { enabled: true, percentage: 10 } },
+    { flag: 'shipped', source: 'file', reason: /^found at start/, before: null, after: { enabled: false } },
+  ]);
+  t.equal(lines.length, 4, 'c, unchanged, gets no line');
+  t.equal(second.lines.filter((l) => l.msg === 'flag state at start differs from the audit log; audited now').length, 4, 'each logged');
+  t.equal(second.store.get('a')?.enabled, false, 'the state found is the state served');
+  await second.store.close();
+  const third = await open();
+  t.teardown(() => third.store.close());
+  t.equal((await auditLines(dir)).length, 7, 'a start with nothing changed adds nothing');
+});

@@ -29,6 +29,8 @@ async function fakeUnleash(t: Test) {
   const calls: string[] = [];
   const failures = new Map<number, Failure>();
   const state = { clientStatus: 200, nextId: 1 };
+  /** Admin calls about these toggles answer this many ms late (a slow Unleash). */
+  const slow = new Map<string, number>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -80,6 +82,8 @@ async function fakeUnleash(t: Test) {
         answer = env.strategies.length < before ? [200] : [404, { message: 'no such strategy' }];
       }
       if (failure === 'lost') return res.destroy();
+      const late = slow.get(name ?? '');
+      if (late !== undefined) return void setTimeout(() => send(...answer), late);
       send(...answer);
     });
   });
@@ -96,7 +100,7 @@ async function fakeUnleash(t: Test) {
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));
   };
-  return { api, toggles, calls, failures, state, seed, env, rollout, stop };
+  return { api, toggles, calls, failures, state, slow, seed, env, rollout, stop };
 }
 
 function admin(t: Test, api: string): UnleashAdmin {
@@ -216,7 +220,7 @@ async function fleet(t: Test) {
   const post = (body: unknown) => postJson(`http://127.0.0.1:${running.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': 'alice' });
   const audit = async () => (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditLine);
   const adminLines = async () => (await audit()).filter((l) => l.source === 'admin-api');
-  return { u, dirs, post, adminLines };
+  return { u, dirs, post, adminLines, adminPort: running.adminPort };
 }
 
 t.test('admin POST: 200 once this replica routes by it, audited with the caller', async (t) => {
@@ -292,4 +296,22 @@ t.test('shutting down while the SDK retries a failing fetch does not crash the p
   await running.shutdown();
   await new Promise((r) => setTimeout(r, 3500)); // the retries end; their error must go nowhere
   t.pass('no uncaught error after shutdown');
+});
+
+t.test('a slow Unleash call for one flag does not hold up a rollback of another', async (t) => {
+  const f = await fleet(t);
+  f.u.seed('ramp', true, 10);
+  f.u.slow.set('ramp', 1500); // every admin call about "ramp": 1.5 s
+  const started = Date.now();
+  const ramp = postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/ramp`, { percentage: 50 }).then((r) => ({ status: r.status, at: Date.now() - started }));
+  await new Promise((r) => setTimeout(r, 100)); // the ramp's first call is under way
+  const rollback = await f.post({ enabled: false });
+  const rolledBackAt = Date.now() - started;
+  t.equal(rollback.status, 200, 'rollback answered');
+  const r = await ramp;
+  t.equal(r.status, 200, 'the ramp still went through');
+  t.ok(rolledBackAt < r.at, `the rollback (${rolledBackAt} ms) did not wait for the ramp (${r.at} ms)`);
+  t.ok(rolledBackAt < 1500, `the rollback took less than one slow call (${rolledBackAt} ms)`);
+  t.match(f.u.env('flag'), { enabled: false });
+  t.same(f.u.rollout('ramp'), [50]);
 });
