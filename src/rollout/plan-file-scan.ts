@@ -31,9 +31,13 @@ export class PlanFileScanner {
     } catch (err) {
       return this.warnOnce(`dir:${(err as Error).message}`, { dir: this.files.plansDir, err: (err as Error).message }, 'cannot read the rollout plans directory');
     }
+    // A removed file has no hash: an API plan PUT after it must not be taken for the file's, or
+    // the same content put back later would never start.
+    for (const flag of [...this.hashes.keys()]) if (!found.has(flag)) this.hashes.delete(flag);
     for (const [flag, entry] of found) {
       const where = `rollouts/${flag}.json`;
       if (entry instanceof Error) {
+        this.hashes.delete(flag);
         this.warnOnce(`${flag}:${entry.message}`, { file: where, err: entry.message }, 'rollout plan file is invalid; ignored');
         continue;
       }
@@ -41,6 +45,7 @@ export class PlanFileScanner {
       try {
         plan = parsePlan(entry.json);
       } catch (err) {
+        this.hashes.delete(flag);
         this.warnOnce(`${flag}:${entry.text}`, { file: where, err: (err as Error).message }, 'rollout plan file is invalid; ignored');
         continue;
       }

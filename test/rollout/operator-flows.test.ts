@@ -141,4 +141,15 @@ t.test('plan files: a changed file waits while its plan runs or is paused; remov
   await writeFile(file, JSON.stringify(plan(30)));
   await waitFor(async () => (await rollout(admin)).percentage === 30, 3000, 'a changed file starts once no plan runs or is paused');
   t.match(await flag(admin), { enabled: true, percentage: 30 });
+
+  // The file goes, an API plan comes and goes, then the same file content comes back: it starts.
+  t.equal((await postJson(`${admin}/api/v1/rollouts/f/abort`, {})).status, 200);
+  await rm(file);
+  await sleep(1000);
+  t.equal((await put(`${admin}/api/v1/rollouts/f`, plan(40))).status, 200);
+  t.match(await rollout(admin), { state: 'running', origin: 'api', percentage: 40 });
+  t.equal((await postJson(`${admin}/api/v1/rollouts/f/abort`, {})).status, 200);
+  await writeFile(file, JSON.stringify(plan(30)));
+  await waitFor(async () => (await rollout(admin)).origin === 'file', 3000, 'the returning file starts (the API plan was not taken for it)');
+  t.match(await rollout(admin), { state: 'running', percentage: 30 });
 });
