@@ -198,6 +198,22 @@ function stableJson(v: object): string {
 /** The fields that decide who goes where; in fleet mode Unleash owns them. */
 export const ROUTING_FIELDS = ['enabled', 'percentage', 'cohort', 'exclude', 'anonymous'] as const;
 
+/** The routing fields that differ between two states (a missing state differs in all). */
+export function changedRouting(a: FlagState | undefined, b: FlagState | undefined): Array<(typeof ROUTING_FIELDS)[number]> {
+  return ROUTING_FIELDS.filter((k) => JSON.stringify(a?.[k]) !== JSON.stringify(b?.[k]));
+}
+
+/**
+ * An automatic change (a rollout step) that would turn a flag on over a routing change it had
+ * not seen (a hand or GitOps edit just read from the files): refused, so the edit stands.
+ */
+export class FlagConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FlagConflictError';
+  }
+}
+
 /**
  * A change to a flag that its owner (Unleash, in fleet mode) does not allow from here: the admin
  * API answers 409 with the message, which says where to make the change instead.

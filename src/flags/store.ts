@@ -5,7 +5,9 @@ import {
   AppliedThenFailedError,
   applyPatch,
   assertFlagName,
+  changedRouting,
   compileFlag,
+  FlagConflictError,
   NEW_FLAG,
   parsePatch,
   sameState,
@@ -95,8 +97,15 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       // events get lost. Patching it as is would overwrite a hand/GitOps edit not yet seen (say a
       // rollback) or answer "no change" to a patch the file no longer matches: take the files in
       // first, audited as the file changes they are.
+      const seen = this.states.get(name);
       await this.reloadFromFiles();
       const before = this.states.get(name);
+      // A rollout step decided on the state it saw; raising exposure over an edit it had not seen
+      // would undo that edit (a GitOps rollback). Refused: the edit stands and pauses the plan.
+      const edited = actor.source === 'rollout' && valid.enabled === true ? changedRouting(seen, before) : [];
+      if (edited.length > 0) {
+        throw new FlagConflictError(`flags/${name}.json changed (${edited.join(', ')}) just before this ${actor.source} change; not applied over it`);
+      }
       const after = applyPatch(before, valid);
       if (before !== undefined && sameState(before, after)) return { name, ...before };
       await this.writeLocal(name, before, after, actor);

@@ -1,7 +1,7 @@
 import { SerialQueue } from '../util/serial-queue.js';
 import type { Logger } from '../observability/logger.js';
 import type { RolloutMetricsSource } from '../observability/metrics.js';
-import { assertFlagName, ROUTING_FIELDS } from '../flags/model.js';
+import { assertFlagName, changedRouting } from '../flags/model.js';
 import { actorLabel, type FlagChange } from '../flags/persistence.js';
 import type { FlagStore } from '../flags/store.js';
 import { RolloutFiles } from './files.js';
@@ -187,7 +187,7 @@ export class RolloutDriver implements RolloutMetricsSource {
     if (r === undefined || r.state !== 'running') return;
     const before = c.before as Record<string, unknown> | undefined;
     const after = c.after as Record<string, unknown> | undefined;
-    const changed = ROUTING_FIELDS.filter((k) => JSON.stringify(before?.[k]) !== JSON.stringify(after?.[k]));
+    const changed = changedRouting(c.before, c.after);
     if (after !== undefined && before !== undefined && changed.length === 0) return; // description, health_check_interval, ...
     // Fleet mode: our own write comes back from Unleash's polling as a change by "unleash".
     const external = this.opts.flags.external;

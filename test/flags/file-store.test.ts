@@ -282,3 +282,23 @@ t.test('at start, flag files that differ from the audit log get an audit line (e
   t.teardown(() => third.store.close());
   t.equal((await auditLines(dir)).length, 7, 'a start with nothing changed adds nothing');
 });
+
+t.test('a rollout step is not applied over a routing edit it had not seen; a rollback is', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: true, percentage: 10 }));
+  const store = new FlagStore(silentLogger, new FilePersistence({ dir, logger: silentLogger, pollMs: 0, watch: false }));
+  await store.start();
+  t.teardown(() => store.close());
+  const step = { source: 'rollout', reason: 'step 2/3 -> 25 %' };
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: false, percentage: 10, description: 'rolled back in git' }));
+  await t.rejects(store.set('f', { enabled: true, percentage: 25 }, step), { name: 'FlagConflictError', message: /flags\/f\.json changed \(enabled\)/ });
+  t.match(JSON.parse(await readFile(join(dir, 'f.json'), 'utf8')), { enabled: false, percentage: 10 }, 'the GitOps rollback stands on disk');
+  t.equal(store.get('f')?.enabled, false, 'and in memory');
+  // Nothing unseen now: the next step goes through.
+  t.match(await store.set('f', { enabled: true, percentage: 25 }, step), { enabled: true, percentage: 25 });
+  // A rollout's own rollback lowers exposure: applied even over an unseen edit.
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: true, percentage: 40 }));
+  t.match(await store.set('f', { enabled: false }, { source: 'rollout', reason: 'maxErrorRate' }), { enabled: false, percentage: 40 });
+  const sources = (await auditLines(dir)).map((l) => `${l.source}:${l.after?.enabled}:${l.after?.percentage}`);
+  t.same(sources, ['file:false:10', 'rollout:true:25', 'file:true:40', 'rollout:false:40']);
+});
