@@ -59,6 +59,8 @@ export abstract class ExchangeState {
   protected hedgeTimer: NodeJS.Timeout | undefined;
   /** This request holds the candidate's half-open trial: finish() frees it if no outcome did. */
   protected trial = false;
+  /** The trial was judged on its headers (judgeTrialAtHeaders): its end adds no second verdict. */
+  private trialJudged = false;
   protected done = false;
 
   constructor(
@@ -107,6 +109,7 @@ export abstract class ExchangeState {
    * cut), a success when the response completed, or the failure that ended it.
    */
   protected judgeCandidate(attempt: Attempt, result: AttemptResult): void {
+    if (this.trialJudged) return;
     const err = result.error;
     if (result.status >= 500) return this.candidateOutcome('5xx');
     if (err === undefined) return this.candidateOutcome(undefined);
@@ -114,6 +117,16 @@ export abstract class ExchangeState {
     // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing.
     if (err.kind === 'aborted' || err.kind === '5xx' || (err.kind === 'timeout' && !attempt.timeoutIsUpstreams())) return this.releaseTrial();
     this.candidateOutcome(liveFailure(err.kind));
+  }
+
+  /**
+   * The trial after an ejection is judged on its response headers: waiting for the end of a
+   * stream (SSE, a long poll, a download the client may abandon) would keep the candidate out
+   * for as long, or for good when such clients leave first.
+   */
+  protected judgeTrialAtHeaders(): void {
+    this.trialJudged = true;
+    this.candidateOutcome(undefined);
   }
 
   private candidateOutcome(failure: LiveFailure | undefined): void {

@@ -191,6 +191,8 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       if (status >= 500 && this.candidate !== undefined && !this.candidateSettled) return 'hold';
     } else if (fallsBackOnStatus((this.route as CompiledRoute).policy, status) && this.legacyCanAnswer() && this.canFallBack(attempt)) {
       return 'reject';
+    } else if (this.trial && status < 500) {
+      this.judgeTrialAtHeaders();
     }
     this.win(attempt);
     return 'accept';

@@ -156,3 +156,38 @@ t.test("a flag's health_check_interval probes its candidate", async (t) => {
   t.ok(probes >= 3);
   t.equal(await servedBy(proxy, '/api/x', 'u1'), 'legacy');
 });
+
+t.test('the trial after an ejection is judged on its headers: a stream it opens restores the candidate at once', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    if (req.url?.includes('fail')) {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      return void res.end('{"error":"boom"}');
+    }
+    if (!req.url?.includes('events')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end('{"served_by":"candidate"}');
+    }
+    // An event stream that never ends on its own.
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: hello\n\n');
+  });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { outlier: { consecutiveFailures: 1, baseEjection: '200ms' } }), { f: { enabled: true, percentage: 100 } });
+  const { proxy, running } = await startCutover(t, dirs);
+  t.equal((await http(`${proxy}/api/fail`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'the failure fell back');
+  t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected');
+  await new Promise((r) => setTimeout(r, 250));
+  // The trial: an event stream, held open.
+  const stream = new AbortController();
+  const res = await fetch(`${proxy}/api/events`, { headers: { 'x-user-id': 'u1' }, signal: stream.signal });
+  t.equal(res.headers.get('content-type'), 'text/event-stream', 'the candidate serves the stream');
+  // While a trial is out every other request stays on legacy: the candidate is back only once
+  // the trial is judged.
+  await waitFor(async () => (await servedBy(proxy, '/api/x', 'u2')) === 'candidate', 2000, 'restored while the stream is still open');
+  stream.abort();
+  await res.body?.cancel().catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(await servedBy(proxy, '/api/x', 'u3'), 'candidate', 'the client leaving the stream changes nothing');
+  t.equal(running.cutover.health.view().candidate?.ejections, 0, 'no ejection left');
+});
