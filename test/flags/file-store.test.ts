@@ -269,10 +269,10 @@ t.test('at start, flag files that differ from the audit log get an audit line (e
   t.teardown(() => second.store.close());
   const lines = (await auditLines(dir)).slice(3);
   t.match(lines, [
-    { flag: 'a', source: 'file', reason: /^found at start/, before: { enabled: true, percentage: 25 }, after: { enabled: false, percentage: 25 } },
+    { flag: 'a', source: 'file', reason: /^found at start: not what the audit log last recorded/, before: { enabled: true, percentage: 25 }, after: { enabled: false, percentage: 25 } },
     { flag: 'b', source: 'file', reason: /^found at start/, before: { enabled: true, percentage: 50 }, after: null },
     { flag: 'd', source: 'file', reason: /^found at start/, before: null, after: { enabled: true, percentage: 10 } },
-    { flag: 'shipped', source: 'file', reason: /^found at start/, before: null, after: { enabled: false } },
+    { flag: 'shipped', source: 'file', reason: /^found at start: not in the audit log/, before: null, after: { enabled: false } },
   ]);
   t.equal(lines.length, 4, 'c, unchanged, gets no line');
   t.equal(second.lines.filter((l) => l.msg === 'flag state at start differs from the audit log; audited now').length, 4, 'each logged');
