@@ -34,7 +34,8 @@ export class AttemptSeries {
   /**
    * One upstream attempt. `code` label: the HTTP status as a string ("200", "503") when a
    * response arrived; otherwise the failure kind ("connect", "reset", "timeout", "protocol",
-   * "aborted" = the client left first, "5xx"), or "0" when none was given.
+   * "aborted" = the client left first, "hedged" = the other attempt of a hedged request answered
+   * first, "5xx"), or "0" when none was given.
    */
   observe(status: number, failure: AttemptFailure | undefined, seconds: number): void {
     let cell: CodeCell | undefined;

@@ -104,8 +104,9 @@ export class CutoverObserver implements Observer {
     try {
       const t = this.target(r.route, r.target);
       t.series.observe(r.status, r.failure, r.durationMs / 1000);
-      // Cancelled attempts ('aborted', 'hedged') are not errors; a hedged one's duration is a
-      // lower bound of the candidate's latency, which the window's percentiles should see.
+      // Cancelled attempts ('aborted', 'hedged') are not errors unless they had answered 5xx (a
+      // held legacy 503 dropped when the candidate won); a hedged one's duration is a lower bound
+      // of the candidate's latency, which the window's percentiles should see.
       const error = r.status >= 500 || (r.status === 0 && r.failure !== 'aborted' && r.failure !== 'hedged');
       (t.window ??= this.window(true)).record(r.durationMs, error);
     } catch (err) {

@@ -67,7 +67,10 @@ export class RouteShadowStats {
     const n = this.noisy.get(path);
     if (n !== undefined) return void this.noisy.set(path, n + 1);
     if (!this.suspects.has(path)) {
-      if (this.suspects.size < MAX_NOISY) this.suspects.add(path); // bounded, like everything here
+      // Bounded, like everything here: the oldest suspect makes room, so one-off paths (a deploy
+      // can produce many) never stop learning for good.
+      if (this.suspects.size >= MAX_NOISY) this.suspects.delete(this.suspects.values().next().value as string);
+      this.suspects.add(path);
       return;
     }
     if (this.noisy.size >= MAX_NOISY) return;

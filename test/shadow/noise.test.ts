@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { http } from '../helpers/http.js';
 import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { RouteShadowStats } from '../../src/shadow/results.js';
 
 // Noise learning asks legacy twice; only leaf fields two good (same 2xx) legacy answers disagree
 // on may become noise, and only once two probes saw them differ.
@@ -81,4 +82,13 @@ t.test('a field one probe saw differ is not ignored until a second probe sees it
   const r = await run(t, (_req, res) => send(res, { ...GOOD, id: ++probes === 1 ? 2 : 1 }));
   t.same(r.noisy_fields, [], 'one odd legacy answer does not make $.id noise');
   t.match(r.totals, { mismatch: 6, match: 0 });
+});
+
+t.test('one-off suspects make room: noise learning never stops for good', async (t) => {
+  const stats = new RouteShadowStats('r', 'f');
+  for (let i = 0; i < 150; i++) stats.markNoisy(`$.once${i}`); // a deploy's worth of one-off paths
+  stats.markNoisy('$.nonce');
+  stats.markNoisy('$.nonce');
+  t.ok(stats.noisy.has('$.nonce'), 'a field seen differing by two probes is still learned');
+  t.notOk(stats.noisy.has('$.once0'), 'one-off paths are not');
 });
