@@ -1,5 +1,6 @@
 import type { BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { targetAuthority } from '../routing/normalize-path.js';
 
 /**
  * Appends X-Forwarded-For/-Proto/-Host to an outgoing header list. A client's own X-Forwarded-*
@@ -32,4 +33,14 @@ function first(v: string | string[] | undefined): string | undefined {
 
 export function stripMapped(addr: string): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+/**
+ * An absolute-form request (`GET http://shop.example.com/x`) names its host in the target, and
+ * RFC 9112 (3.2.2) says that replaces the Host header: what preserveHost forwards and
+ * X-Forwarded-Host reports from here on.
+ */
+export function adoptTargetAuthority(req: IncomingMessage, url: string): void {
+  const authority = targetAuthority(url);
+  if (authority !== undefined && authority !== '') req.headers.host = authority;
 }

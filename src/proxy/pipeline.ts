@@ -6,7 +6,7 @@ import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import { recordLegacy } from '../upstream/outcomes.js';
-import { appendForwarded } from './forwarded.js';
+import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult, type Verdict } from './forward.js';
 import type { UpstreamError } from './errors.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
@@ -58,6 +58,8 @@ export class Pipeline {
 class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   start(): void {
     const url = this.req.url ?? '/';
+    // Absolute-form: its authority is the Host (forwarded with preserveHost, X-Forwarded-Host).
+    if (url.charCodeAt(0) !== 47) adoptTargetAuthority(this.req, url);
     this.path = requestPath(url);
     this.query = requestQuery(url);
     this.requestId = requestIdOf(this.req.headers['x-request-id']);
@@ -299,4 +301,3 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
 function onHedge(ex: Exchange): void {
   ex.hedge();
 }
-

@@ -10,7 +10,7 @@ import type { Decision, Target } from '../routing/decide.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import { requestIdOf } from './request-id.js';
 import type { Upstream } from '../upstream/pools.js';
-import { appendForwarded } from './forwarded.js';
+import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import type { LiveFailure } from '../upstream/health.js';
 import { copyRequestHeaders } from './headers.js';
 
@@ -37,6 +37,7 @@ export class UpgradeProxy {
   readonly handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
     const url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47) adoptTargetAuthority(req, url);
     const path = requestPath(url);
     const state = this.state();
     choose(state, this.deps.flags, req, path, new Tunnel(this, state, req, socket, head, path, requestQuery(url)));

@@ -51,6 +51,20 @@ function originForm(url: string): string {
   return rest.charCodeAt(0) === 47 ? rest : '/' + rest;
 }
 
+/**
+ * The authority of an absolute-form target (`http://shop.example.com:8080/x` gives
+ * `shop.example.com:8080`, userinfo dropped), or undefined for any other form. RFC 9112 (3.2.2):
+ * it replaces the request's Host header.
+ */
+export function targetAuthority(url: string): string | undefined {
+  if (url.charCodeAt(0) === 47 /* / */) return undefined;
+  const m = ABSOLUTE_FORM.exec(url);
+  if (m === null) return undefined;
+  const authority = m[0].slice(m[0].indexOf('//') + 2);
+  const at = authority.lastIndexOf('@');
+  return at === -1 ? authority : authority.slice(at + 1);
+}
+
 /** The normalized path of a request target (`req.url`), without its query. */
 export function requestPath(url: string): string {
   const target = originForm(url);

@@ -60,6 +60,16 @@ t.test('an absolute-form request target routes by its path, as RFC 9112 requires
   const outside = await raw(proxy, 'GET http://shop.example.com/other HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n');
   t.match(outside, /^HTTP\/1\.1 404/, 'a path no route matches is still 404');
   t.equal(legacy.seen.length + candidate.seen.length, 1, 'nothing else forwarded');
+  t.equal(legacy.seen.at(-1)?.headers['x-forwarded-host'], 'shop.example.com');
+
+  // The target's authority replaces the Host header (RFC 9112 3.2.2): preserveHost forwards it.
+  const cfg = twoSided(legacy, candidate);
+  cfg.upstreams!.legacy = { url: legacy.url, preserveHost: true };
+  const kept = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: false } }));
+  const answer2 = await raw(kept.proxy, 'GET http://shop.example.com:8080/api/v1/orders HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n');
+  t.match(answer2, /^HTTP\/1\.1 200/);
+  t.equal(legacy.seen.at(-1)?.headers.host, 'shop.example.com:8080', 'Host from the target, not the header');
+  t.equal(legacy.seen.at(-1)?.headers['x-forwarded-host'], 'shop.example.com:8080');
 });
 
 t.test('slowloris: a client that never finishes its headers is cut off', async (t) => {

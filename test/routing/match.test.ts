@@ -1,6 +1,6 @@
 import t from 'tap';
 import { RouteTable } from '../../src/routing/match.js';
-import { normalizePath, requestPath, requestQuery } from '../../src/routing/normalize-path.js';
+import { normalizePath, requestPath, requestQuery, targetAuthority } from '../../src/routing/normalize-path.js';
 
 t.test('segment-aware longest prefix', async (t) => {
   const table = new RouteTable<string>();
@@ -56,4 +56,8 @@ t.test('request targets: origin-form and absolute-form route by the same path', 
     t.equal(requestPath(target), path, `${target}: path`);
     t.equal(requestQuery(target), query, `${target}: query`);
   }
+  t.equal(targetAuthority('http://shop.example.com:8080/a?x'), 'shop.example.com:8080');
+  t.equal(targetAuthority('http://user:pw@shop.example.com/a'), 'shop.example.com', 'userinfo dropped');
+  t.equal(targetAuthority('/a'), undefined, 'origin-form has none');
+  t.equal(targetAuthority('*'), undefined);
 });
