@@ -83,13 +83,18 @@ export abstract class ExchangeState {
    */
   protected drop(attempt: Attempt | undefined, why: AttemptFailure): void {
     if (attempt === undefined || !attempt.cancel()) return;
+    this.recordAttempt(attempt, attempt.statusCode, why);
+  }
+
+  /** One upstream attempt to the observer (metrics, windows): each attempt exactly once. */
+  protected recordAttempt(attempt: Attempt, status: number, failure: AttemptFailure | undefined): void {
     this.deps.observer.attempt({
       route: this.routeName,
       target: attempt.target,
       upstream: attempt.upstream.name,
-      status: attempt.statusCode,
+      status,
       durationMs: performance.now() - attempt.startedAt,
-      failure: why,
+      failure,
     });
   }
 

@@ -210,14 +210,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   // 6. fall back, or answer the failure
   attemptDone(attempt: Attempt, result: AttemptResult): void {
     const err = result.error;
-    this.deps.observer.attempt({
-      route: this.routeName,
-      target: attempt.target,
-      upstream: attempt.upstream.name,
-      status: result.status,
-      durationMs: performance.now() - attempt.startedAt,
-      failure: err?.kind,
-    });
+    this.recordAttempt(attempt, result.status, err?.kind);
     if (attempt.target === 'candidate') {
       this.candidateSettled = true;
       // A timeout while the request waited in our own pool, or that left the candidate too
