@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import { http, postJson, rawPath } from '../helpers/http.js';
 import { startCutover, startUpstream, twoSided, writeConfig } from '../helpers/servers.js';
 import { serve } from '../../src/server.js';
@@ -78,6 +79,19 @@ t.test('malformed input gets 400 with a reason and changes nothing', async (t) =
   t.equal(noType.status, 415, 'no content type: refused');
   const big = await postJson(`${admin}/api/v1/flags/f`, { description: 'x'.repeat(70_000) });
   t.equal(big.status, 413, 'oversized body');
+  // The same without a Content-Length: a chunked body is cut off at the limit as it streams.
+  const chunked = await new Promise<number>((resolve, reject) => {
+    const u = new URL(admin);
+    const req = request({ host: u.hostname, port: u.port, method: 'POST', path: '/api/v1/flags/f', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.write('{"description": "');
+    for (let i = 0; i < 70; i++) req.write('x'.repeat(1000));
+    req.end('"}');
+  });
+  t.equal(chunked, 413, 'oversized chunked body');
   t.equal(await readFile(join(dirs.flagsDir, 'f.json'), 'utf8'), before, 'flag file unchanged');
   t.equal(await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8'), auditBefore, 'nothing audited');
   t.match((await http(`${admin}/api/v1/flags/f`)).json(), { enabled: true, percentage: 30 });

@@ -76,8 +76,16 @@ t.test('hand-edited flag files are picked up live; invalid ones keep the last go
   await rm(join(dirs.flagsDir, 'g.json'));
   await waitFor(async () => (await http(`${admin}/api/v1/flags/g`)).status === 404, 3000, 'deleted file removes the flag');
 
+  // Deleting the file of a flag in use sends its routes' users to legacy.
+  await writeFile(file, JSON.stringify({ enabled: true, percentage: 100 }));
+  await waitFor(async () => (await servedBy(proxy, '/api/1', 'u1')) === 'candidate', 3000, 'on again');
+  await rm(file);
+  await waitFor(async () => (await servedBy(proxy, '/api/1', 'u1')) === 'legacy', 3000, 'flag file deleted: legacy');
+  t.equal((await http(`${admin}/api/v1/flags/f`)).status, 404, 'the flag is gone');
+
   const audit = (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  t.ok(audit.length >= 4, 'file changes are audited');
+  t.ok(audit.length >= 6, 'file changes are audited');
+  t.match(audit.at(-1), { flag: 'f', source: 'file', after: null }, 'the deletion too');
   t.ok(audit.every((a: { source: string }) => a.source === 'file'));
 });
 

@@ -69,10 +69,11 @@ t.test('ignored fields match, real differences are found, candidate 500s are mis
   t.equal((await rawPath(admin, 'GET', '/api/v1/shadow/%E0')).status, 400, 'malformed escape: 400, not 500');
 });
 
-t.test('a slow candidate never slows the client; shadows time out as errors; no health impact', async (t) => {
+t.test('a slow candidate never slows the client; shadows time out as errors; no health or auto-disable impact', async (t) => {
   const legacy = await startUpstream(t, 'legacy', (_req, res) => json(res, { ok: true }));
   const candidate = await startUpstream(t, 'candidate', (_req, res) => setTimeout(() => json(res, { ok: true }), 1500));
-  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, timeout: '300ms' }), { f: { enabled: false } });
+  // On at 0 %: every user on legacy, with auto-disable armed to fire on the first candidate failure.
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100, timeout: '300ms' }), { f: { enabled: true, percentage: 0, auto_disable_on_failure: true, auto_disable_after: 1 } });
   const { proxy, admin, running } = await startCutover(t, dirs);
   for (let i = 0; i < 5; i++) {
     const started = Date.now();
@@ -81,6 +82,7 @@ t.test('a slow candidate never slows the client; shadows time out as errors; no 
   }
   await waitFor(async () => (await http(`${admin}/api/v1/shadow/catalog`)).json<Report>().totals.error === 5, 3000, 'five shadow errors');
   t.equal(running.cutover.health.view().candidate?.healthy, true, 'shadow failures do not eject the candidate');
+  t.match((await http(`${admin}/api/v1/flags/f`)).json(), { enabled: true }, 'nor auto-disable the flag');
 });
 
 t.test('sampling by user bucket; writes only when opted in, with the same body', async (t) => {
