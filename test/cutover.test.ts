@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createCutover, ConfigError, FlagValidationError } from '../src/index.js';
 import { silentLogger } from '../src/observability/logger.js';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
 import { http } from './helpers/http.js';
 import { startUpstream, tempDir } from './helpers/servers.js';
 
@@ -110,4 +112,24 @@ t.test('an in-memory store when no flagsDir is given', async (t) => {
   await cutover.flags.set('x', { enabled: true });
   t.match(cutover.flags.get('x'), { enabled: true, percentage: 100 });
   await cutover.close();
+});
+
+t.test('a route whose flag does not exist says so at start, and its users go to legacy', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const lines: Array<{ msg: string; route?: string; flag?: string; level: number }> = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }));
+  const cutover = createCutover({
+    routes: { upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } }, routes: [{ name: 'orders', match: { path: '/api' }, legacy: 'legacy', candidate: 'candidate', flag: 'order_cutover' }] },
+    logger,
+  });
+  await cutover.ready;
+  t.teardown(() => cutover.close());
+  t.match(lines.find((l) => l.msg.startsWith('route flag does not exist yet')), { level: 40, route: 'orders', flag: 'order_cutover' });
+  const server = createServer((req, res) => cutover.handler(req, res));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const r = await http(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/x`, { headers: { 'x-user-id': 'u1' } });
+  t.equal(r.json<{ served_by: string }>().served_by, 'legacy');
 });

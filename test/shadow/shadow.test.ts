@@ -176,3 +176,29 @@ t.test("mirrored requests carry exactly one x-cutover-shadow: 1, whatever the cl
   t.equal(real.length, 2, "the real requests reached legacy without the client's mark");
   for (const s of [...candidate.seen, ...legacy.seen.filter((x) => !real.includes(x))]) t.same(marks(s.rawHeaders), ['1'], 'exactly one mark, "1"');
 });
+
+t.test('fallbacks are not mirrored: the candidate already had that request', async (t) => {
+  const legacy = await startUpstream(t, 'legacy', (req, res) => {
+    req.resume();
+    json(res, { ok: true });
+  });
+  const seen: string[] = [];
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    seen.push(`${req.url} ${req.headers['x-cutover-shadow'] ?? 'live'}`);
+    json(res, { error: 'down' }, 500);
+  });
+  // Everyone on the candidate, every read shadowed: a 500 falls back to legacy, which must not
+  // then mirror the same request to the candidate a second time.
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, { percentage: 100 }), { f: { enabled: true, percentage: 100 } });
+  const { proxy, admin } = await startCutover(t, dirs);
+  for (let i = 0; i < 3; i++) {
+    const r = await http(`${proxy}/api/item/${i}`, { headers: { 'x-user-id': `u${i}` } });
+    t.equal(r.status, 200, 'legacy answered after the fallback');
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(seen, ['/api/item/0 live', '/api/item/1 live', '/api/item/2 live'], 'the candidate saw each request once, live');
+  const report = await http(`${admin}/api/v1/shadow/catalog`);
+  const totals = report.status === 404 ? {} : report.json<Report>().totals;
+  t.equal((totals.match ?? 0) + (totals.mismatch ?? 0), 0, 'nothing compared');
+});
