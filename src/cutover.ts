@@ -185,7 +185,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
   const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
   const startedAt = Date.now();
-  const shadow = new Shadower(config.shadowing, logger);
+  const shadow = new Shadower(config.shadowing, logger, config.routes);
   registerShadowMetrics(observability.metrics.registry, shadow);
   const pipeline = new Pipeline(compileRouting(config, upstreams, healthMap, routing), {
     flags,

@@ -277,7 +277,6 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     const route = this.route as CompiledRoute;
     (this.deps.shadow as Shadower).submit({
       route: route.name,
-      flag: route.flag,
       shadow: this.shadowing as CompiledShadow,
       legacy: route.legacy,
       candidate: route.candidate as Upstream,

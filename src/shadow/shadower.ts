@@ -42,9 +42,14 @@ export function shadowsUser(s: CompiledShadow, userId: string | undefined): bool
   return inRollout(bucketOf(SHADOW_GROUP, userId), s.percentage);
 }
 
+/** A configured route's name and flag (a CompiledRoute or a RouteConfig will do). */
+export interface RouteFlag {
+  readonly name: string;
+  readonly flag?: string | undefined;
+}
+
 export interface ShadowJob {
   route: string;
-  flag: string | undefined;
   shadow: CompiledShadow;
   legacy: Upstream;
   candidate: Upstream;
@@ -65,8 +70,8 @@ export interface ShadowJob {
  */
 export class Shadower {
   private readonly stats = new Map<string, RouteShadowStats>();
-  /** route -> flag in the live config, once setRouteFlags was called (see statsFor). */
-  private liveFlags: Map<string, string | undefined> | undefined;
+  /** route -> flag in the live config (setRouteFlags, at construction and on every reload). */
+  private liveFlags = new Map<string, string | undefined>();
   private readonly waiting: ShadowJob[] = [];
   private active = 0;
   private closed = false;
@@ -74,7 +79,10 @@ export class Shadower {
   constructor(
     private limits: ShadowingConfig,
     private readonly logger: Logger,
-  ) {}
+    routes: Iterable<RouteFlag> = [],
+  ) {
+    this.setRouteFlags(routes);
+  }
 
   setLimits(limits: ShadowingConfig): void {
     this.limits = limits;
@@ -84,22 +92,20 @@ export class Shadower {
     if (this.closed) return;
     if (this.active < this.limits.concurrency) return void this.run(job);
     if (this.waiting.length < this.limits.queue) return void this.waiting.push(job);
-    this.statsFor(job.route, job.flag).record('dropped');
+    this.statsFor(job.route).record('dropped');
   }
 
   /**
-   * A route's stats, carrying the route's flag in the live config: a reload may move a route to
-   * another flag, and the maxShadowMismatch gate finds stats by flag. The job's own flag is the
-   * one its request was routed under; it stands in only until setRouteFlags has been told the
-   * live mapping (a job queued before a reload would otherwise move the flag back).
+   * A route's stats, carrying the route's flag in the live config (not the one a queued job's
+   * request was routed under): a reload may move a route to another flag, and the
+   * maxShadowMismatch gate finds stats by flag.
    */
-  statsFor(route: string, flag: string | undefined): RouteShadowStats {
-    const live = this.liveFlags === undefined ? flag : this.liveFlags.get(route);
+  statsFor(route: string): RouteShadowStats {
     let s = this.stats.get(route);
     if (s === undefined) {
-      s = new RouteShadowStats(route, live);
+      s = new RouteShadowStats(route, this.liveFlags.get(route));
       this.stats.set(route, s);
-    } else s.flag = live;
+    }
     return s;
   }
 
@@ -108,7 +114,7 @@ export class Shadower {
    * current flag; a route no longer configured keeps its stats (still listed) under no flag, so it
    * feeds no rollout gate. Comparisons already made stay: they judged the same route's answers.
    */
-  setRouteFlags(routes: Iterable<{ readonly name: string; readonly flag?: string | undefined }>): void {
+  setRouteFlags(routes: Iterable<RouteFlag>): void {
     const live = new Map<string, string | undefined>();
     for (const r of routes) live.set(r.name, r.flag);
     this.liveFlags = live;
@@ -144,7 +150,7 @@ export class Shadower {
 
   private async run(job: ShadowJob): Promise<void> {
     this.active++;
-    const stats = this.statsFor(job.route, job.flag);
+    const stats = this.statsFor(job.route);
     try {
       // Compared by content: how each side compressed its answer is not a difference.
       const legacy = await decodeBody(job.legacyResponse, job.shadow.maxBody);
@@ -199,22 +205,13 @@ function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
   return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
 }
 
-const SHADOW_HEADER = 'x-cutover-shadow';
-
 /**
- * The mirrored request's headers: the forwarded ones with the upstream's Host and exactly one
- * `x-cutover-shadow: 1` (the proxy strips clients' copies, but a job's headers must not decide
- * whether the candidate sees a second value).
+ * The mirrored request's headers: the forwarded ones with the upstream's Host and one
+ * `x-cutover-shadow: 1`. A client's own copy never gets this far: copyRequestHeaders drops it
+ * from every forwarded request (proxy/headers.ts), so a real order cannot look like a dry run.
  */
 function shadowHeaders(forwarded: readonly string[], host: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < forwarded.length; i += 2) {
-    const name = forwarded[i] as string;
-    if (name.length === SHADOW_HEADER.length && name.toLowerCase() === SHADOW_HEADER) continue;
-    out.push(name, forwarded[i + 1] as string);
-  }
-  out.push('host', host, SHADOW_HEADER, '1');
-  return out;
+  return [...forwarded, 'host', host, 'x-cutover-shadow', '1'];
 }
 
 async function fetchCaptured(up: Upstream, job: ShadowJob, s: CompiledShadow): Promise<CapturedResponse> {
