@@ -138,6 +138,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       const routed = Object.keys(routing).length > 0;
       const localNames = Object.keys(local);
       const reason = actor.reason ?? `applied in ${external.kind}`;
+      const notWritten = localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '';
       if (routed) {
         try {
           await external.apply(name, routing, actor);
@@ -145,13 +146,13 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
           if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
           const after = { ...(before ?? { name, ...NEW_FLAG }), ...err.applied };
           const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() }));
-          (err as Error).message += unaudited + (localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '');
+          (err as Error).message += unaudited + notWritten;
           throw err;
         }
         const after = this.view(name) ?? { name, ...NEW_FLAG };
         const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() }));
         if (unaudited !== '') {
-          throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : ''}`, routing);
+          throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${notWritten}`, routing);
         }
       }
       if (localNames.length > 0) {

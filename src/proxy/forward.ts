@@ -29,11 +29,11 @@ export interface ForwardRequest {
  * discards the response (nothing reaches the client), `hold` keeps it unsent with the upstream
  * paused, until the owner calls release() or cancel().
  */
-export type Verdict = 'accept' | 'reject' | 'hold';
+export type HeadersVerdict = 'accept' | 'reject' | 'hold';
 
 export interface AttemptOwner {
   /** Final response headers arrived. */
-  accept(attempt: Attempt, status: number): Verdict;
+  accept(attempt: Attempt, status: number): HeadersVerdict;
   /** Called exactly once per attempt, unless the owner cancelled it. */
   attemptDone(attempt: Attempt, result: AttemptResult): void;
   /** An upload without Content-Length passed the body limit while streaming. */
@@ -78,7 +78,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private expired = false;
   private bodyLimit = 0;
   private bodyBytes = 0;
-  /** A held response (see Verdict): its raw headers, body read meanwhile, and whether it ended. */
+  /** A held response (see HeadersVerdict): its raw headers, body read meanwhile, and whether it ended. */
   private heldHeaders: Buffer[] | null = null;
   private heldBody: Buffer[] | null = null;
   private heldDone = false;
@@ -128,7 +128,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /** The response is held (not yet sent, not settled). */
   get held(): boolean {
-    return this.heldHeaders !== null && !this.settled;
+    return this.heldHeaders !== null; // cleanup() clears it when the attempt settles
   }
 
   /** Response status received (0 before headers, or when it was rejected). */

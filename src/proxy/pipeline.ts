@@ -7,7 +7,7 @@ import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import { recordLegacy } from '../upstream/outcomes.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
-import { Attempt, type AttemptOwner, type AttemptResult, type Verdict } from './forward.js';
+import { Attempt, type AttemptOwner, type AttemptResult, type HeadersVerdict } from './forward.js';
 import type { UpstreamError } from './errors.js';
 import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
@@ -185,7 +185,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     this.launchLegacy();
   }
 
-  accept(attempt: Attempt, status: number): Verdict {
+  accept(attempt: Attempt, status: number): HeadersVerdict {
     if (this.winner !== undefined || this.done) return 'reject';
     if (attempt.target === 'legacy') {
       // Hedged: a legacy 5xx is not "the first good answer" while the candidate may still give
