@@ -6,7 +6,7 @@ import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import type { Decision } from '../routing/decide.js';
 import { UNROUTED } from '../routing/choose.js';
 import type { LiveFailure } from '../upstream/health.js';
-import { liveFailure, recordCandidate, type AutoDisable } from '../upstream/outcomes.js';
+import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
 import type { ResponseCapture } from '../shadow/capture.js';
 import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
 import { sendProxyError, type UpstreamError } from './errors.js';
@@ -83,7 +83,11 @@ export abstract class ExchangeState {
    */
   protected drop(attempt: Attempt | undefined, why: AttemptFailure): void {
     if (attempt === undefined || !attempt.cancel()) return;
-    this.recordAttempt(attempt, attempt.statusCode, why);
+    const status = attempt.statusCode;
+    this.recordAttempt(attempt, status, why);
+    // Legacy had answered (a 5xx held back until the hedge's candidate won, or a response the
+    // client left during): an answer is a verdict, or a legacy failing every hedge looks healthy.
+    if (attempt.target === 'legacy' && status !== 0) this.judgeLegacy(attempt, status, undefined);
   }
 
   /** One upstream attempt to the observer (metrics, windows): each attempt exactly once. */
@@ -122,6 +126,11 @@ export abstract class ExchangeState {
     // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing.
     if (err.kind === 'aborted' || err.kind === '5xx' || (err.kind === 'timeout' && !attempt.timeoutIsUpstreams())) return this.releaseTrial();
     this.candidateOutcome(liveFailure(err.kind));
+  }
+
+  /** Legacy's passive health (reporting only: legacy is never gated). */
+  protected judgeLegacy(attempt: Attempt, status: number, err: UpstreamError | undefined): void {
+    recordLegacy(this.state.health.get(attempt.upstream.name), status, err, this.routeName);
   }
 
   /**

@@ -5,7 +5,6 @@ import type { Decision, Target } from '../routing/decide.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
-import { recordLegacy } from '../upstream/outcomes.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult, type HeadersVerdict } from './forward.js';
 import type { UpstreamError } from './errors.js';
@@ -218,7 +217,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       // don't eject the candidate or count toward auto-disable (judgeCandidate).
       this.judgeCandidate(attempt, result);
     } else {
-      recordLegacy(this.state.health.get(attempt.upstream.name), err, this.routeName);
+      this.judgeLegacy(attempt, result.status, err);
     }
     if (err === undefined && this.capture !== undefined && attempt.capture === this.capture) this.submitShadow();
     if (err === undefined || result.headersSent) return this.finish();

@@ -24,11 +24,15 @@ export function recordCandidate(route: CompiledRoute, failure: LiveFailure | und
 
 /**
  * Legacy is watched passively too, for reporting; it is never taken out of service, so its
- * traffic is never gated: every answer is a verdict.
+ * traffic is never gated: every answer is a verdict, judged like the candidate's by its status
+ * (a 5xx it answered is one, whether relayed, or held back and dropped when a hedge's candidate
+ * won), else by how the attempt failed. `status`: the status legacy answered, 0 if none.
  */
-export function recordLegacy(health: UpstreamHealth | undefined, err: UpstreamError | undefined, route: string): void {
+export function recordLegacy(health: UpstreamHealth | undefined, status: number, err: UpstreamError | undefined, route: string): void {
   if (health === undefined) return;
-  if (err === undefined || err.kind === 'aborted' || err.kind === 'protocol') return health.success('ungated');
+  if (status >= 500) return health.failure('5xx', route, 'ungated');
+  // '5xx' with a status below 500: an answer discarded because the request was already over.
+  if (err === undefined || err.kind === 'aborted' || err.kind === 'protocol' || err.kind === '5xx') return health.success('ungated');
   health.failure(liveFailure(err.kind), route, 'ungated');
 }
 
