@@ -142,9 +142,9 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     }
   }
 
-  private launchLegacy(): void {
+  /** `timeout`: legacyTimeout(), taken by a caller that already checked it (hedge). */
+  private launchLegacy(timeout = this.legacyTimeout()): void {
     const up = this.route?.legacy ?? (this.state.defaultUpstream as Upstream);
-    const timeout = this.legacyTimeout();
     if (timeout < 0) return this.reply(504, 'upstream_timeout', `route ${this.routeName} budget of ${this.route?.policy.budgetMs} ms exhausted`);
     this.legacyTries++;
     this.legacyError = undefined;
@@ -180,8 +180,10 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   hedge(): void {
     if (this.winner || this.done || this.candidateSettled || this.legacy) return;
     // A spent budget would answer 504 with the candidate still pending: let it decide instead.
-    if (this.legacyTimeout() < 0) return;
-    this.launchLegacy();
+    // The budget is read once: a second read a moment later could find it spent and answer 504.
+    const timeout = this.legacyTimeout();
+    if (timeout < 0) return;
+    this.launchLegacy(timeout);
   }
 
   accept(attempt: Attempt, status: number): HeadersVerdict {
