@@ -51,7 +51,7 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
 }
 
 /** The audit log's "who": an operator-supplied name if given, and always the peer address. */
-function actorOf(req: IncomingMessage): string {
+export function actorOf(req: IncomingMessage): string {
   const peer = stripMapped(req.socket.remoteAddress ?? 'unknown');
   const named = req.headers['x-cutover-actor'];
   if (typeof named === 'string' && /^[\w.@ -]{1,64}$/.test(named)) return `${named}@${peer}`;

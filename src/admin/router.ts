@@ -9,7 +9,7 @@ import { getMetrics, getStatus, type StatusDeps } from './status-api.js';
 import { DEFAULTS } from '../defaults.js';
 import { rolloutsApi } from './rollouts-api.js';
 import type { RolloutDriver } from '../rollout/driver.js';
-import { getShadow, listShadow } from './shadow-api.js';
+import { getShadow, listShadow, resetShadow } from './shadow-api.js';
 import type { Shadower } from '../shadow/shadower.js';
 
 export interface AdminDeps {
@@ -22,7 +22,7 @@ export interface AdminDeps {
   status?: StatusDeps | undefined;
   /** Rollout plans: /api/v1/rollouts[/:flag[/pause|resume|abort]]. */
   rollouts?: RolloutDriver | undefined;
-  /** Shadow traffic results: GET /api/v1/shadow[/:route]. */
+  /** Shadow traffic results: GET and DELETE (reset) /api/v1/shadow[/:route]. */
   shadow?: Shadower | undefined;
 }
 
@@ -73,13 +73,16 @@ async function dispatch(
     return getMetrics(deps.status.observer, res);
   }
   if (path === '/api/v1/shadow' && deps.shadow) {
-    if (method !== 'GET') throw methodNotAllowed('GET');
-    return listShadow(deps.shadow, res);
+    if (method === 'GET') return listShadow(deps.shadow, res);
+    if (method === 'DELETE') return resetShadow(deps.shadow, undefined, req, res);
+    throw methodNotAllowed('GET, DELETE');
   }
   const sm = /^\/api\/v1\/shadow\/([^/]+)$/.exec(path);
   if (sm && deps.shadow) {
-    if (method !== 'GET') throw methodNotAllowed('GET');
-    return getShadow(deps.shadow, decodeSegment(sm[1] as string), res);
+    const route = decodeSegment(sm[1] as string);
+    if (method === 'GET') return getShadow(deps.shadow, route, res);
+    if (method === 'DELETE') return resetShadow(deps.shadow, route, req, res);
+    throw methodNotAllowed('GET, DELETE');
   }
   if (path === '/api/v1/status' && deps.status) {
     if (method !== 'GET') throw methodNotAllowed('GET');

@@ -1,24 +1,30 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Shadower } from '../shadow/shadower.js';
 import type { RouteShadowStats } from '../shadow/results.js';
+import { actorOf } from './flags-api.js';
 import { HttpError, sendJson } from './http.js';
 
-/** One route's shadow findings as the API shows them. */
+/**
+ * One route's shadow findings as the API shows them: `totals` for the process's life (the
+ * /metrics counters), the 1- and 5-minute windows, and the rest since `since` (start or reset).
+ */
 export function shadowReport(s: RouteShadowStats) {
   const w1 = s.window(60);
   const w5 = s.window(300);
+  const sinceReset = s.sinceReset();
   return {
     route: s.route,
     flag: s.flag ?? null,
     totals: s.totals,
-    compared: s.totals.match + s.totals.mismatch,
-    mismatched: s.totals.mismatch,
+    since: new Date(s.since).toISOString(),
+    compared: sinceReset.compared,
+    mismatched: sinceReset.mismatched,
     mismatch_rate: {
       '1m': { compared: w1.compared, mismatched: w1.mismatched, rate: w1.rate },
       '5m': { compared: w5.compared, mismatched: w5.mismatched, rate: w5.rate },
     },
     top_fields: s.topFields(),
-    noisy_fields: [...s.noisy.keys()],
+    noisy_fields: s.noisyFields(),
     examples: s.recentExamples(),
   };
 }
@@ -30,7 +36,20 @@ export function listShadow(shadow: Shadower, res: ServerResponse): void {
 
 /** GET /api/v1/shadow/:route */
 export function getShadow(shadow: Shadower, route: string, res: ServerResponse): void {
+  sendJson(res, 200, shadowReport(find(shadow, route)));
+}
+
+/** DELETE /api/v1/shadow[/:route]: starts the since-view afresh; answers what is shown now. */
+export function resetShadow(shadow: Shadower, route: string | undefined, req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  if (route !== undefined) find(shadow, route);
+  shadow.reset(route, actorOf(req));
+  if (route === undefined) return listShadow(shadow, res);
+  getShadow(shadow, route, res);
+}
+
+function find(shadow: Shadower, route: string): RouteShadowStats {
   const s = shadow.all().find((x) => x.route === route);
   if (!s) throw new HttpError(404, 'unknown_route', `no shadow results for route ${JSON.stringify(route)} (not shadowed, or nothing mirrored yet)`);
-  sendJson(res, 200, shadowReport(s));
+  return s;
 }

@@ -138,6 +138,8 @@ export const shadowSchema = z.strictObject({
   unorderedArrays: z.union([z.boolean(), z.array(z.string().regex(/^\$/))]).default(false),
   /** Percent of shadowed GETs for which legacy is asked twice, to learn which fields are noise. */
   noiseSample: z.number().min(0).max(100).default(0),
+  /** A noisy field counts again once no probe saw it differ for this long (also: two probes within it make a field noise). */
+  noiseTtl: duration.default(10 * 60_000).refine((ms) => ms >= 1000, 'noiseTtl must be at least 1s (0 would never learn any noise)'),
   /** DANGER: mirror writes too. The candidate gets x-cutover-shadow: 1 and must not apply them. */
   writes: z.boolean().default(false),
   timeout: duration.default(2000),

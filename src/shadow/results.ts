@@ -17,10 +17,14 @@ const MAX_FIELDS = 200;
 const MAX_NOISY = 100;
 const MAX_EXAMPLES = 10;
 
+/** How long a noisy field stays ignored without a probe seeing it differ again (shadow.noiseTtl's default). */
+const DEFAULT_NOISE_TTL_MS = 10 * 60_000;
+
 /**
  * Shadow outcomes for one route, in bounded memory: totals, a per-second ring for windowed rates,
  * the most frequent differing fields, noisy fields (legacy disagreeing with itself), and the last
- * few example diffs.
+ * few example diffs. Totals are for the process's life (they are the /metrics counters, which must
+ * not go down); fields, examples and noise are since `since` (creation or the last reset).
  */
 export class RouteShadowStats {
   readonly totals: Record<ShadowResult, number> = { match: 0, mismatch: 0, error: 0, dropped: 0 };
@@ -28,19 +32,34 @@ export class RouteShadowStats {
   private readonly mismatched = new Uint32Array(SLOTS);
   private readonly slotTime = new Float64Array(SLOTS);
   private readonly fields = new Map<string, number>();
-  /** Confirmed noisy fields (seen differing by two separate probes), with how often seen. */
+  /** Confirmed noisy fields (seen differing by two separate probes) -> when a probe last saw it differ (ms). */
   readonly noisy = new Map<string, number>();
-  /** Fields one probe saw differ: not ignored yet. */
-  private readonly suspects = new Set<string>();
+  /** Fields one probe saw differ -> when (ms): not ignored yet. */
+  private readonly suspects = new Map<string, number>();
   private noisyCompiled: PathSet | undefined;
+  /** No noisy field or suspect is older than a TTL before this (ms): pruning is skipped until then. */
+  private nextExpiry = Infinity;
+  private ttl = DEFAULT_NOISE_TTL_MS;
   private readonly examples: ShadowExample[] = [];
+  /** Start of what compared/mismatched, fields, examples and noise cover (ms). */
+  since: number;
+  private base = { match: 0, mismatch: 0 };
 
   constructor(
     readonly route: string,
     /** The route's flag in the live config (the Shadower updates it on reload). */
     public flag: string | undefined,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.since = now();
+  }
+
+  /** The route's live shadow.noiseTtl (the Shadower sets it from each job's config). */
+  set noiseTtlMs(ms: number) {
+    if (ms === this.ttl) return;
+    this.ttl = ms;
+    this.nextExpiry = -Infinity;
+  }
 
   record(result: ShadowResult, example?: Omit<ShadowExample, 'time' | 'result'>): void {
     this.totals[result]++;
@@ -59,30 +78,79 @@ export class RouteShadowStats {
   }
 
   /**
-   * A field two legacy answers disagreed on. It becomes noise (ignored from then on) only when a
-   * second, separate probe sees it differ too: one odd legacy answer (a deploy landing between the
-   * two calls, a cache filling) must not hide a field for the rest of the process's life.
+   * A field two legacy answers disagreed on. It becomes noise (ignored) only when a second,
+   * separate probe sees it differ too within the noise TTL: one odd legacy answer (a deploy landing
+   * between the two calls, a cache filling) must not hide a field. It stays noise only while probes
+   * keep seeing it differ: a field that was noisy once (during a legacy deploy, say) counts again a
+   * TTL later, so a regression in it is not hidden for the rest of the process's life.
    */
   markNoisy(path: string): void {
-    const n = this.noisy.get(path);
-    if (n !== undefined) return void this.noisy.set(path, n + 1);
+    this.expireNoise();
+    const at = this.now();
+    this.nextExpiry = Math.min(this.nextExpiry, at + this.ttl);
+    if (this.noisy.has(path)) return void this.noisy.set(path, at);
     if (!this.suspects.has(path)) {
       // Bounded, like everything here: the oldest suspect makes room, so one-off paths (a deploy
       // can produce many) never stop learning for good.
-      if (this.suspects.size >= MAX_NOISY) this.suspects.delete(this.suspects.values().next().value as string);
-      this.suspects.add(path);
+      if (this.suspects.size >= MAX_NOISY) this.suspects.delete(this.suspects.keys().next().value as string);
+      this.suspects.set(path, at);
       return;
     }
     if (this.noisy.size >= MAX_NOISY) return;
     this.suspects.delete(path);
-    this.noisy.set(path, 2);
+    this.noisy.set(path, at);
     this.noisyCompiled = undefined;
     this.fields.delete(path);
   }
 
-  /** The noisy fields as a path set, compiled once per change (read on every comparison). */
-  noisePaths(): PathSet {
+  /** The noisy fields as a path set, compiled once per change (read on every comparison); undefined if none. */
+  noisePaths(): PathSet | undefined {
+    this.expireNoise();
+    if (this.noisy.size === 0) return undefined;
     return (this.noisyCompiled ??= compilePaths([...this.noisy.keys()]));
+  }
+
+  noisyFields(): string[] {
+    this.expireNoise();
+    return [...this.noisy.keys()];
+  }
+
+  /** Match and mismatch counts since `since`. */
+  sinceReset(): { compared: number; mismatched: number } {
+    const mismatched = this.totals.mismatch - this.base.mismatch;
+    return { compared: this.totals.match - this.base.match + mismatched, mismatched };
+  }
+
+  /**
+   * Starts the since-view afresh (an operator after fixing the candidate): fields, examples and
+   * learned noise go. Totals stay (the /metrics counters must not go down), and so do the 1- and
+   * 5-minute windows: they age out by themselves and feed the maxShadowMismatch gate, which a
+   * reset must not turn green by hand.
+   */
+  reset(): void {
+    this.since = this.now();
+    this.base = { match: this.totals.match, mismatch: this.totals.mismatch };
+    this.fields.clear();
+    this.examples.length = 0;
+    this.noisy.clear();
+    this.suspects.clear();
+    this.noisyCompiled = undefined;
+    this.nextExpiry = Infinity;
+  }
+
+  /** Forgets noisy fields and suspects no probe saw differ for a TTL. */
+  private expireNoise(): void {
+    const now = this.now();
+    if (now < this.nextExpiry) return;
+    const cutoff = now - this.ttl;
+    let next = Infinity;
+    for (const [map, isNoisy] of [[this.noisy, true], [this.suspects, false]] as const) {
+      for (const [path, seen] of map) {
+        if (seen > cutoff) next = Math.min(next, seen + this.ttl);
+        else if (map.delete(path) && isNoisy) this.noisyCompiled = undefined;
+      }
+    }
+    this.nextExpiry = next;
   }
 
   /**

@@ -12,6 +12,7 @@ export interface CompiledShadow {
   readonly percentage: number;
   readonly compare: CompareOptions;
   readonly noiseSample: number;
+  readonly noiseTtlMs: number;
   readonly writes: boolean;
   readonly timeoutMs: number;
   readonly maxBody: number;
@@ -27,6 +28,7 @@ export function compileShadow(cfg: ShadowConfig): CompiledShadow {
       headers: cfg.headers,
     },
     noiseSample: cfg.noiseSample,
+    noiseTtlMs: cfg.noiseTtl,
     writes: cfg.writes,
     timeoutMs: cfg.timeout,
     maxBody: cfg.maxBody,
@@ -98,27 +100,45 @@ export class Shadower {
   /**
    * A route's stats, carrying the route's flag in the live config (not the one a queued job's
    * request was routed under): a reload may move a route to another flag, and the
-   * maxShadowMismatch gate finds stats by flag.
+   * maxShadowMismatch gate finds stats by flag. A route no longer configured (a job queued before
+   * the reload that removed it) gets throwaway stats: it must not come back into the listing.
    */
   statsFor(route: string): RouteShadowStats {
     let s = this.stats.get(route);
     if (s === undefined) {
       s = new RouteShadowStats(route, this.liveFlags.get(route));
-      this.stats.set(route, s);
+      if (this.liveFlags.has(route)) this.stats.set(route, s);
     }
     return s;
   }
 
   /**
    * The live config's routes, after every (re)load: each route's stats now count for the route's
-   * current flag; a route no longer configured keeps its stats (still listed) under no flag, so it
-   * feeds no rollout gate. Comparisons already made stay: they judged the same route's answers.
+   * current flag (comparisons already made stay: they judged the same route's answers); a route no
+   * longer configured drops its stats and learned noise, so renames across reloads cannot pile up.
    */
   setRouteFlags(routes: Iterable<RouteFlag>): void {
     const live = new Map<string, string | undefined>();
     for (const r of routes) live.set(r.name, r.flag);
     this.liveFlags = live;
-    for (const s of this.stats.values()) s.flag = live.get(s.route);
+    for (const s of this.stats.values()) {
+      if (live.has(s.route)) s.flag = live.get(s.route);
+      else this.stats.delete(s.route);
+    }
+  }
+
+  /**
+   * Operator reset (DELETE /api/v1/shadow[/:route]): see RouteShadowStats.reset. Logged with who
+   * asked and what the since-view held, since it discards evidence. False for an unknown route.
+   */
+  reset(route: string | undefined, who: string): boolean {
+    const targets = route === undefined ? this.all() : [this.stats.get(route)].filter((s) => s !== undefined);
+    if (route !== undefined && targets.length === 0) return false;
+    for (const s of targets) {
+      this.logger.info({ route: s.route, who, since: new Date(s.since).toISOString(), ...s.sinceReset(), noisyFields: s.noisyFields() }, 'shadow results reset');
+      s.reset();
+    }
+    return true;
   }
 
   all(): RouteShadowStats[] {
@@ -151,6 +171,7 @@ export class Shadower {
   private async run(job: ShadowJob): Promise<void> {
     this.active++;
     const stats = this.statsFor(job.route);
+    stats.noiseTtlMs = job.shadow.noiseTtlMs;
     try {
       // Compared by content: how each side compressed its answer is not a difference.
       const legacy = await decodeBody(job.legacyResponse, job.shadow.maxBody);
@@ -200,8 +221,8 @@ export class Shadower {
 }
 
 function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
-  if (stats.noisy.size === 0) return ignore;
   const noisy = stats.noisePaths();
+  if (noisy === undefined) return ignore;
   return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
 }
 

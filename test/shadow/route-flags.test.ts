@@ -40,7 +40,7 @@ t.test('after a reload moves a route to another flag, its shadow results count f
   t.match((await http(`${admin}/api/v1/shadow/catalog`)).json(), { flag: 'catalog_v2' });
 });
 
-t.test('setRouteFlags: the live mapping applies at once and unhooks removed routes', async (t) => {
+t.test('setRouteFlags: the live mapping applies at once and drops removed routes', async (t) => {
   const shadow = new Shadower({ concurrency: 1, queue: 1 }, silentLogger, [
     { name: 'catalog', flag: 'catalog_read' },
     { name: 'search', flag: 'search_v2' },
@@ -55,10 +55,13 @@ t.test('setRouteFlags: the live mapping applies at once and unhooks removed rout
   t.match(shadow.forFlag('catalog_v2'), { compared: 1, mismatched: 0 });
   t.equal(shadow.forFlag('catalog_read'), undefined);
   t.equal(shadow.forFlag('search_v2'), undefined, 'a route no longer configured feeds no gate');
-  t.same(shadow.all().map((s) => [s.route, s.flag]), [['catalog', 'catalog_v2'], ['search', undefined]], 'both still listed');
+  t.same(shadow.all().map((s) => [s.route, s.flag]), [['catalog', 'catalog_v2']], 'the removed route is dropped, not kept for the process life');
 
   // A job queued before the reload counts for the route's live flag.
   shadow.statsFor('catalog').record('match');
   t.match(shadow.forFlag('catalog_v2'), { compared: 2 });
   t.equal(shadow.forFlag('catalog_read'), undefined);
+  // ...and one for the removed route does not bring it back.
+  shadow.statsFor('search').record('mismatch');
+  t.same(shadow.all().map((s) => s.route), ['catalog']);
 });
