@@ -33,8 +33,12 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly states = new Map<string, FlagState>();
   private readonly compiled = new Map<string, CompiledFlag>();
   private readonly queue = new SerialQueue();
-  /** Fleet mode: one queue per flag for changes that call the source (see setFleet). */
-  private readonly flagQueues = new Map<string, SerialQueue>();
+  /**
+   * Fleet mode: one queue per flag for changes that call the source (see setFleet), kept only
+   * while it has jobs: any valid name may be POSTed, so an entry per name ever seen would grow
+   * without bound (a script looping over typos, each refused 409).
+   */
+  private readonly flagQueues = new Map<string, { queue: SerialQueue; jobs: number }>();
 
   constructor(
     private readonly logger: Logger,
@@ -114,7 +118,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.flagQueues.values()].map((q) => q.idle()));
+    await Promise.all([...this.flagQueues.values()].map((q) => q.queue.idle()));
     await this.queue.idle();
     await this.external?.close();
     await this.persistence?.close();
@@ -133,7 +137,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     // Changes to one flag run in order; the Unleash calls (seconds, when Unleash is slow) do not
     // hold up another flag's change, a rollback above all. Local writes and audit lines still go
     // through the store's one queue.
-    return this.flagQueue(name).run(async () => {
+    return this.runForFlag(name, async () => {
       const before = this.view(name);
       const routed = Object.keys(routing).length > 0;
       const localNames = Object.keys(local);
@@ -207,10 +211,20 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     this.compiled.set(name, withLocalSettings(ext, this.states.get(name)));
   }
 
-  private flagQueue(name: string): SerialQueue {
-    let q = this.flagQueues.get(name);
-    if (q === undefined) this.flagQueues.set(name, (q = new SerialQueue()));
-    return q;
+  /** Fleet-mode flag queues alive now (one per flag with a change queued or running), for tests. */
+  get flagQueueCount(): number {
+    return this.flagQueues.size;
+  }
+
+  private runForFlag<T>(name: string, job: () => Promise<T>): Promise<T> {
+    let entry = this.flagQueues.get(name);
+    if (entry === undefined) this.flagQueues.set(name, (entry = { queue: new SerialQueue(), jobs: 0 }));
+    const mine = entry;
+    mine.jobs++;
+    // A job queued while this one ran keeps the entry (and the order); the last one drops it.
+    return mine.queue.run(job).finally(() => {
+      if (--mine.jobs === 0) this.flagQueues.delete(name);
+    });
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {

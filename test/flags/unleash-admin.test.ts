@@ -1,107 +1,12 @@
-// UnleashAdmin and the fleet-mode admin POST against a small real HTTP server that implements the
-// few Unleash endpoints cutover uses: the Admin API calls of UnleashAdmin (recorded in order, any
-// one of them made to fail) and /api/client/features for the SDK, served from the same state.
+// UnleashAdmin and the fleet-mode admin POST against a small real HTTP server standing in for
+// Unleash (test/helpers/fake-unleash.ts).
 import t, { type Test } from 'tap';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { once } from 'node:events';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { postJson } from '../helpers/http.js';
-import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
-import { UnleashAdmin, UnleashChangeError, type AdminStrategy } from '../../src/flags/unleash-admin.js';
-
-const ENV = 'development';
-const ADMIN = '*:*.admin-secret';
-const BACKEND = '*:development.backend-secret';
-
-interface Toggle {
-  name: string;
-  project: string;
-  environments: Array<{ name: string; enabled: boolean; strategies: AdminStrategy[] }>;
-}
-
-/** "fail": answer 500 without changing anything; "lost": apply it, then drop the connection (the answer is lost). */
-type Failure = 'fail' | 'lost';
-
-async function fakeUnleash(t: Test) {
-  const toggles = new Map<string, Toggle>();
-  const calls: string[] = [];
-  const failures = new Map<number, Failure>();
-  const state = { clientStatus: 200, nextId: 1 };
-  /** Admin calls about these toggles answer this many ms late (a slow Unleash). */
-  const slow = new Map<string, number>();
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://x');
-      const send = (status: number, json?: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(json === undefined ? '' : JSON.stringify(json));
-      };
-      if (url.pathname === '/api/client/features') {
-        if (state.clientStatus !== 200) return send(state.clientStatus, { message: 'token revoked' });
-        const features = [...toggles.values()].map((f) => {
-          const e = f.environments.find((x) => x.name === ENV);
-          return { name: f.name, type: 'release', project: f.project, stale: false, enabled: e?.enabled ?? false, strategies: (e?.strategies ?? []).map(({ name, constraints, parameters }) => ({ name, constraints, parameters })), variants: [] };
-        });
-        return send(200, { version: 2, features });
-      }
-      if (url.pathname.startsWith('/api/client/') || url.pathname.startsWith('/api/frontend')) return send(202, {});
-      const m = /^\/api\/admin\/projects\/([^/]+)\/features(?:\/([^/]+)(?:\/environments\/([^/]+)\/(on|off|strategies)(?:\/([^/]+))?)?)?$/.exec(url.pathname);
-      if (m === null) return send(404, { message: `no route ${req.method} ${url.pathname}` });
-      const [, project, name, , action, strategyId] = m.map((x) => (x === undefined ? undefined : decodeURIComponent(x)));
-      const what = `${req.method} ${action ?? (name ? 'feature' : 'features')}`;
-      calls.push(what);
-      const failure = failures.get(calls.length);
-      if (failure === 'fail') return send(500, { message: `injected failure of call ${calls.length} (${what})` });
-      const toggle = toggles.get(name ?? (JSON.parse(body || '{}') as { name: string }).name);
-      const env = toggle?.environments.find((e) => e.name === ENV);
-      let answer: [number, unknown?];
-      if (what === 'GET feature') answer = toggle ? [200, toggle] : [404, { message: 'not found' }];
-      else if (what === 'POST features') {
-        const { name: created } = JSON.parse(body) as { name: string };
-        toggles.set(created, { name: created, project: project as string, environments: [{ name: ENV, enabled: false, strategies: [] }] });
-        answer = [201, { name: created }];
-      } else if (env === undefined) answer = [404, { message: 'no such toggle' }];
-      else if (action === 'on' || action === 'off') {
-        env.enabled = action === 'on';
-        answer = [200];
-      } else if (req.method === 'POST') {
-        const s = { ...(JSON.parse(body) as AdminStrategy), id: `s${state.nextId++}` };
-        env.strategies.push(s);
-        answer = [200, s];
-      } else if (req.method === 'PUT') {
-        const i = env.strategies.findIndex((s) => s.id === strategyId);
-        if (i >= 0) env.strategies[i] = { ...(JSON.parse(body) as AdminStrategy), id: strategyId as string };
-        answer = i >= 0 ? [200, env.strategies[i]] : [404, { message: 'no such strategy' }];
-      } else {
-        const before = env.strategies.length;
-        env.strategies = env.strategies.filter((s) => s.id !== strategyId);
-        answer = env.strategies.length < before ? [200] : [404, { message: 'no such strategy' }];
-      }
-      if (failure === 'lost') return res.destroy();
-      const late = slow.get(name ?? '');
-      if (late !== undefined) return void setTimeout(() => send(...answer), late);
-      send(...answer);
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.listening && stop());
-  const api = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
-  /** A toggle as Unleash would have it: on/off in ENV with one flexibleRollout strategy. */
-  const seed = (name: string, enabled: boolean, rollout: number) =>
-    toggles.set(name, { name, project: 'default', environments: [{ name: ENV, enabled, strategies: [{ id: `s${state.nextId++}`, name: 'flexibleRollout', constraints: [], parameters: { rollout: String(rollout), stickiness: 'userId', groupId: name } }] }] });
-  const env = (name: string) => toggles.get(name)?.environments.find((e) => e.name === ENV);
-  const rollout = (name: string) => env(name)?.strategies.map((s) => Number(s.parameters.rollout));
-  const stop = () => {
-    server.closeAllConnections();
-    return new Promise<void>((r) => server.close(() => r()));
-  };
-  return { api, toggles, calls, failures, state, slow, seed, env, rollout, stop };
-}
+import { startCutover, writeConfig } from '../helpers/servers.js';
+import { ADMIN, BACKEND, ENV, fakeUnleash, fleet } from '../helpers/fake-unleash.js';
+import { UnleashAdmin, UnleashChangeError } from '../../src/flags/unleash-admin.js';
 
 function admin(t: Test, api: string): UnleashAdmin {
   const a = new UnleashAdmin({ apiUrl: api, token: ADMIN, environment: ENV, project: 'default', timeoutMs: 2000 });
@@ -200,28 +105,6 @@ t.test('no answer to "off": never switched back on; the error says it may be off
   t.match(err.message, /Unleash did not answer, so "turn the toggle off" may have happened: check the toggle in Unleash, or repeat the call\.$/);
   t.notMatch(err.message, /Nothing that routes was changed/);
 });
-
-interface AuditLine {
-  actor: string;
-  source: string;
-  reason?: string;
-  flag: string;
-  before: { enabled: boolean } | null;
-  after: { enabled: boolean; percentage: number } | null;
-}
-
-async function fleet(t: Test) {
-  const u = await fakeUnleash(t);
-  u.seed('flag', true, 25);
-  const legacy = await startUpstream(t, 'legacy');
-  const candidate = await startUpstream(t, 'candidate');
-  const dirs = await writeConfig(t, { upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } }, routes: [{ name: 'r', match: { path: '/r' }, legacy: 'legacy', candidate: 'candidate', flag: 'flag' }] });
-  const { running } = await startCutover(t, dirs, { serve: { drainTimeoutMs: 500, unleash: { url: u.api, apiToken: BACKEND, adminToken: ADMIN, refreshIntervalMs: 200, startupWaitMs: 3000, disableMetrics: true } } });
-  const post = (body: unknown) => postJson(`http://127.0.0.1:${running.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': 'alice' });
-  const audit = async () => (await readFile(join(dirs.flagsDir, 'audit.log'), 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditLine);
-  const adminLines = async () => (await audit()).filter((l) => l.source === 'admin-api');
-  return { u, dirs, post, adminLines, adminPort: running.adminPort };
-}
 
 t.test('admin POST: 200 once this replica routes by it, audited with the caller', async (t) => {
   const f = await fleet(t);
