@@ -61,7 +61,7 @@ export class RolloutDriver implements RolloutMetricsSource {
   constructor(private readonly opts: RolloutDriverOptions) {
     this.clock = opts.clock ?? Date.now;
     this.logger = opts.logger;
-    this.gates = new LiveGates(opts.logger, opts.routesOf, opts.observer, opts.shadow);
+    this.gates = new LiveGates(opts.logger, opts.routesOf, opts.observer, opts.shadow, this.clock);
     this.files = opts.flagsDir !== undefined ? new RolloutFiles(opts.flagsDir) : undefined;
     this.planFiles = this.files && new PlanFileScanner(this.files, opts.logger);
     this.life = new RolloutLifecycle({

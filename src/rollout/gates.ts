@@ -32,6 +32,11 @@ export interface ShadowCounts {
 
 export interface GateSample {
   windowSeconds: number;
+  /**
+   * How long ago the gates began counting (the plan's start or last resume), in whole seconds.
+   * A plan younger than a window has only that much traffic in it, and its details say so.
+   */
+  since?: { seconds: number; event: 'started' | 'resumed' };
   /** The candidate's attempts on the flag's routes (failures masked by fallback included). */
   candidate: { requests: number; errors: number; p95_ms: number | null; p99_ms: number | null };
   /** Requests meant for the candidate that skipped it as ejected / probed down: counted as errors. */
@@ -54,7 +59,7 @@ export function evaluateGates(gates: Gates, s: GateSample): Evaluation {
   const requests = s.candidate.requests + s.skipped;
   const errors = s.candidate.errors + s.skipped;
   const enough = requests >= min;
-  const w = `last ${s.windowSeconds} s`;
+  const w = span(s.windowSeconds, s.since);
   const errorRate = requests > 0 ? errors / requests : null;
   const skippedNote = s.skipped > 0 ? `, ${s.skipped} of them skipped as unhealthy` : '';
   const out: Partial<Record<GateName, GateResult>> = {};
@@ -91,9 +96,9 @@ export function evaluateGates(gates: Gates, s: GateSample): Evaluation {
     const limit = gates.maxShadowMismatch;
     const sh = s.shadow;
     if (sh === undefined || sh.compared === 0) {
-      out.maxShadowMismatch = { value: null, limit, state: 'no-data', ok: null, detail: sh === undefined ? 'no shadow results for this flag' : `no shadow comparisons, last ${sh.windowSeconds} s` };
+      out.maxShadowMismatch = { value: null, limit, state: 'no-data', ok: null, detail: sh === undefined ? 'no shadow results for this flag' : `no shadow comparisons, ${span(sh.windowSeconds, s.since)}` };
     } else {
-      const detail = `${sh.mismatched} of ${sh.compared} shadow comparisons differed, last ${sh.windowSeconds} s`;
+      const detail = `${sh.mismatched} of ${sh.compared} shadow comparisons differed, ${span(sh.windowSeconds, s.since)}`;
       out.maxShadowMismatch = judge(limit, sh.mismatched / sh.compared, detail, sh.compared >= min);
     }
   }
@@ -127,6 +132,11 @@ export function emptySample(gates: Gates): GateSample {
     legacy: { requests: 0, errors: 0 },
     shadow: undefined,
   };
+}
+
+/** The time a gate's numbers cover: "last 60 s", or "last 12 s, since the plan started". */
+function span(windowSeconds: number, since: GateSample['since']): string {
+  return since !== undefined && since.seconds < windowSeconds ? `last ${since.seconds} s, since the plan ${since.event}` : `last ${windowSeconds} s`;
 }
 
 /** Four significant digits: 0.04123 -> "0.04123", 2.5 -> "2.5". */

@@ -32,11 +32,13 @@ export class LiveGates {
     /** Without it every gate waits. */
     private readonly observer: RolloutStats | undefined,
     public shadow: ShadowProvider | undefined,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   evaluate(r: Rollout): Evaluation {
     const gates = r.plan.gates;
     const sample = emptySample(gates);
+    sample.since = { seconds: Math.max(1, Math.floor((this.clock() - r.gatesFrom) / 1000)), event: r.gatesFrom === r.startedAt ? 'started' : 'resumed' };
     const routes = this.routesOf(r.flag);
     if (this.observer && routes.length > 0) {
       const w = this.observer.flagWindow(routes, windowMs(gates), r.gatesFrom);

@@ -68,7 +68,7 @@ t.test('onFailure "pause": a red gate pauses and leaves the flag; resume restart
   await driver.put('f', plan, 'ops');
   traffic('f', 200, 20);
   await driver.tick();
-  t.match(driver.get('f'), { state: 'paused', step: 1, reason: /^maxErrorRate 0\.1 > 0\.01 \(20 errors in 200 candidate requests, last 60 s\); paused \(onFailure: pause\)$/ });
+  t.match(driver.get('f'), { state: 'paused', step: 1, reason: /^maxErrorRate 0\.1 > 0\.01 \(20 errors in 200 candidate requests, last 1 s, since the plan started\); paused \(onFailure: pause\)$/ });
   t.match(flags.view('f'), { enabled: true, percentage: 25 }, 'the flag is left for a person');
   traffic('f', 100, 100);
   await driver.tick();
@@ -79,11 +79,13 @@ t.test('onFailure "pause": a red gate pauses and leaves the flag; resume restart
   const resumedAt = now();
   const resumed = await driver.resume('f', 'ops');
   t.match(resumed, { state: 'running', step: 1, since: iso(resumedAt), nextStepAt: iso(resumedAt + 600_000), window: { from: iso(resumedAt), candidateRequests: 0 } }, 'the hold starts over');
+  advance(12_000);
   traffic('f', 50);
   await driver.tick();
   t.match(driver.get('f'), { state: 'running', verdict: 'waiting', window: { candidateRequests: 50 } }, 'the errors before the resume are not judged again');
+  t.match(driver.get('f')?.gates, { maxErrorRate: { detail: '0 errors in 50 candidate requests, last 12 s, since the plan resumed; waiting for 100 requests' } }, 'the detail says the span since the resume');
 
-  advance(600_000 - 5_000 + 1_000); // 10 min since the plan started, 9m56s since the resume
+  advance(600_000 - 5_000 - 12_000 + 1_000); // 10 min since the plan started, 9m56s since the resume
   traffic('f', 100);
   await driver.tick();
   t.match(driver.get('f'), { state: 'running', step: 1, verdict: 'green' }, 'green, but the hold counts from the resume');
@@ -112,4 +114,20 @@ t.test('rollbackTo 0 and "previous" on the first step', async (t) => {
   t.match(flags.view('was-on'), { enabled: true, percentage: 5 }, 'previous on step 1: the flag as it was before the plan');
   t.match(flags.view('was-off'), { enabled: false, percentage: 30 }, '...disabled, at its old percentage');
   t.match(flags.view('new'), { enabled: false }, '...or off when there was no flag');
+});
+
+t.test('a plan younger than its window says how much it covers', async (t) => {
+  const { driver, traffic, advance } = await rig(t);
+  await driver.put('f', { steps: [{ percentage: 25, hold: '1h' }, { percentage: 100, hold: '1h' }], gates: { ...gates, maxP95Ms: 100 } }, 'ops');
+  advance(12_400);
+  traffic('f', 150);
+  await driver.tick();
+  t.match(driver.get('f')?.gates, {
+    maxErrorRate: { state: 'ok', detail: '0 errors in 150 candidate requests, last 12 s, since the plan started' },
+    maxP95Ms: { state: 'ok', detail: 'candidate p95 over 150 attempts, last 12 s, since the plan started' },
+  });
+  advance(60_000);
+  traffic('f', 150);
+  await driver.tick();
+  t.match(driver.get('f')?.gates, { maxErrorRate: { detail: '0 errors in 150 candidate requests, last 60 s' } }, 'once the plan is older than the window, the window');
 });
