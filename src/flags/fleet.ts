@@ -73,10 +73,13 @@ export function withLocalSettings(ext: CompiledFlag, local: FlagState | undefine
 
 /** A flag as the API shows it in fleet mode: the source's routing plus the local file's settings. */
 export function fleetView(external: ExternalFlags, name: string, local: FlagState | undefined): FlagView | undefined {
-  const ext = external.view(name);
+  return fleetViewOf(external.kind, external.view(name), name, local);
+}
+
+/** fleetView over a given routing view of the source (undefined: the source has no such flag). */
+export function fleetViewOf(kind: string, ext: FlagView | undefined, name: string, local: FlagState | undefined): FlagView | undefined {
   if (ext === undefined) {
     if (local === undefined) return undefined;
-    const kind = external.kind;
     return {
       name,
       ...local,

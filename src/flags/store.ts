@@ -17,7 +17,7 @@ import {
   type FlagView,
   UnleashChangeError,
 } from './model.js';
-import { fleetView, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
+import { fleetView, fleetViewOf, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
 import { auditFoundAtStart } from './start-audit.js';
 
@@ -39,6 +39,9 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
    * without bound (a script looping over typos, each refused 409).
    */
   private readonly flagQueues = new Map<string, { queue: SerialQueue; jobs: number }>();
+  /** Fleet mode: per flag, the routing state before the last change the source reported, numbered. */
+  private readonly lastExternal = new Map<string, { seq: number; before: FlagView | undefined }>();
+  private externalSeq = 0;
 
   constructor(
     private readonly logger: Logger,
@@ -138,7 +141,18 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     // hold up another flag's change, a rollback above all. Local writes and audit lines still go
     // through the store's one queue.
     return this.runForFlag(name, async () => {
-      const before = this.view(name);
+      const routingBefore = external.view(name);
+      const seqBefore = this.externalSeq;
+      // The audit line is built in the store's queue, in order with the lines of other changes:
+      // the local settings as they are then (a rescan during the call has its own `file` line),
+      // and the routing state just before the source reported our change (one made in Unleash
+      // meanwhile has its own line), so its before/after chain with the lines around it.
+      const auditLine = (change: (before: FlagView | undefined, after: FlagView | undefined) => FlagChange) => {
+        const last = this.lastExternal.get(name);
+        const settings = this.states.get(name);
+        const before = fleetViewOf(external.kind, last !== undefined && last.seq > seqBefore ? last.before : routingBefore, name, settings);
+        return this.auditFleetChange(change(before, this.view(name)));
+      };
       const routed = Object.keys(routing).length > 0;
       const localNames = Object.keys(local);
       const reason = actor.reason ?? `applied in ${external.kind}`;
@@ -148,13 +162,14 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
           await external.apply(name, routing, actor);
         } catch (err) {
           if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
-          const after = { ...(before ?? { name, ...NEW_FLAG }), ...err.applied };
-          const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() }));
+          const applied = err.applied;
+          const unaudited = await this.enqueue(() =>
+            auditLine((before) => ({ name, before, after: { ...(before ?? { name, ...NEW_FLAG }), ...applied }, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() })),
+          );
           (err as Error).message += unaudited + notWritten;
           throw err;
         }
-        const after = this.view(name) ?? { name, ...NEW_FLAG };
-        const unaudited = await this.enqueue(() => this.auditFleetChange({ name, before, after, actor: { ...actor, reason }, time: new Date().toISOString() }));
+        const unaudited = await this.enqueue(() => auditLine((before, after) => ({ name, before, after: after ?? { name, ...NEW_FLAG }, actor: { ...actor, reason }, time: new Date().toISOString() })));
         if (unaudited !== '') {
           throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${notWritten}`, routing);
         }
@@ -191,7 +206,11 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
 
   /** Changes the source saw (from its own polling): live at once, then audited in order. */
   private externalChanged(changes: ExternalChange[]): void {
-    for (const c of changes) this.recompose(c.name);
+    for (const c of changes) {
+      this.recompose(c.name);
+      if (c.after === undefined) this.lastExternal.delete(c.name);
+      else this.lastExternal.set(c.name, { seq: ++this.externalSeq, before: c.before });
+    }
     void this.enqueue(async () => {
       for (const c of changes) {
         const change: FlagChange = { name: c.name, before: c.before, after: c.after, actor: { source: this.external?.kind ?? 'external' }, time: new Date().toISOString() };

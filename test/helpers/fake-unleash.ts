@@ -108,8 +108,8 @@ export interface AuditLine {
   source: string;
   reason?: string;
   flag: string;
-  before: { enabled: boolean } | null;
-  after: { enabled: boolean; percentage: number } | null;
+  before: { enabled: boolean; percentage: number; auto_disable_on_failure: boolean; auto_disable_after: number } | null;
+  after: { enabled: boolean; percentage: number; auto_disable_on_failure: boolean; auto_disable_after: number } | null;
 }
 
 /** A cutover in fleet mode (admin token, 200 ms polls) routing /r by toggle "flag" (on, 25 %). */
