@@ -14,6 +14,13 @@ import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import type { LiveFailure } from '../upstream/health.js';
 import { copyRequestHeaders } from './headers.js';
 
+/**
+ * `answerMs`: idle time the upstream has to answer an upgrade (101 or not). `relayIdleMs`: idle
+ * time between body bytes of a non-101 answer relayed to the client, as `bodyTimeout`'s default
+ * bounds an HTTP body. Mutable so tests can shorten them.
+ */
+export const upgradeLimits = { answerMs: 10_000, relayIdleMs: 30_000 };
+
 export interface UpgradeDeps {
   flags: { get(name: string): CompiledFlag | undefined };
   logger: Logger;
@@ -109,11 +116,15 @@ class Tunnel implements Chooser {
       path: up.basePath + this.path + this.query,
       headers,
       agent: false,
-      timeout: 10_000,
+      timeout: upgradeLimits.answerMs,
     });
+    // Set by the first of: 101, another answer, a failure. Each scores the attempt, so the rest
+    // must not: a timeout or reset during a relayed answer is neither a 502 nor a second verdict.
+    let settled = false;
     let upgraded = false;
     const giveUp = (err: Error & { code?: string }, failure: LiveFailure) => {
-      if (upgraded) return;
+      if (settled) return;
+      settled = true;
       preq.destroy();
       this.outcome(target, failure);
       // Nothing was sent over a refused connection: the same upgrade may go to legacy instead.
@@ -130,11 +141,14 @@ class Tunnel implements Chooser {
       this.releaseTrial();
     });
     preq.on('response', (res) => {
+      settled = true;
+      preq.setTimeout(0); // answered: the answer timeout is over (the relay has its own limit)
       this.outcome(target, (res.statusCode ?? 502) >= 500 ? '5xx' : undefined);
       this.relayRefusal(res);
     });
     preq.on('upgrade', (res, upstream, upstreamHead) => {
-      upgraded = true;
+      settled = upgraded = true;
+      upstream.setTimeout(0); // a quiet tunnel is not a slow answer
       this.outcome(target, undefined);
       this.splice(res, upstream, upstreamHead);
     });
@@ -167,23 +181,56 @@ class Tunnel implements Chooser {
     client.pipe(upstream);
   }
 
-  /** The upstream answered without upgrading (401, 404, ...): the client gets that answer. */
+  /**
+   * The upstream answered without upgrading (401, 404, or a 200 stream that ignored Upgrade): the
+   * client gets that answer. It was scored at its headers (as an HTTP trial is), so nothing after
+   * counts against the upstream. A body without Content-Length is sent chunked, so a cut (the
+   * upstream failing, or idle for `relayIdleMs`) shows as one instead of as a clean end.
+   */
   private relayRefusal(res: IncomingMessage): void {
     const client = this.socket;
-    let head = `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`;
+    if (client.destroyed) return void res.destroy();
+    const status = res.statusCode ?? 502;
+    const bodyless = this.req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    const chunked = !bodyless && res.headers['content-length'] === undefined;
+    let head = `HTTP/1.1 ${status} ${res.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < res.rawHeaders.length; i += 2) {
       const name = (res.rawHeaders[i] as string).toLowerCase();
       if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive') continue;
       head += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
     }
-    client.write(head + 'connection: close\r\n\r\n');
-    res.pipe(client);
-    res.on('error', () => client.destroy());
+    client.write(head + (chunked ? 'transfer-encoding: chunked\r\n' : '') + 'connection: close\r\n\r\n');
+    const sockets = this.proxy.sockets;
+    sockets.add(client); // a long answer is cut at the end of a drain, like a tunnel
+    client.once('close', () => sockets.delete(client));
+    res.on('data', (chunk: Buffer) => {
+      if (!(chunked ? writeChunk(client, chunk) : client.write(chunk))) res.pause();
+    });
+    client.on('drain', () => res.resume());
+    res.on('end', () => client.end(chunked ? LAST_CHUNK : undefined));
+    // Closed before its end (upstream reset, idle limit, drain): cut the client, never end it.
+    res.on('close', () => {
+      if (!res.complete) client.destroy();
+    });
+    res.on('error', noop);
+    res.setTimeout(upgradeLimits.relayIdleMs, () => {
+      this.proxy.logger.warn({ route: this.route?.name, idleMs: upgradeLimits.relayIdleMs, status }, 'websocket: relayed non-101 answer idle, cut');
+      res.destroy();
+    });
   }
 
   private refuse(status: number, text: string): void {
     if (!this.socket.destroyed) this.socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
   }
+}
+
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = '0\r\n\r\n';
+
+function writeChunk(client: Duplex, chunk: Buffer): boolean {
+  client.write(`${chunk.length.toString(16)}\r\n`);
+  client.write(chunk);
+  return client.write(CRLF);
 }
 
 function noop(): void {}

@@ -1,9 +1,12 @@
 import t, { type Test } from 'tap';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startCutover, writeConfig, waitFor } from '../helpers/servers.js';
+import { upgradeLimits } from '../../src/proxy/websocket.js';
 
 interface WsUpstream {
   url: string;
@@ -119,4 +122,105 @@ t.test('shutdown closes open tunnels at the drain deadline', async (t) => {
   await running.shutdown();
   await closed;
   t.ok(Date.now() - started < 4000, `shutdown finished in ${Date.now() - started} ms`);
+});
+
+/** An upstream that answers every upgrade with a chunked 200 it writes itself (SSE, long poll). */
+async function streamingUpstream(t: Test, onUpgrade: (socket: Socket) => void): Promise<string> {
+  const server = createServer((_req, res) => res.end('plain http'));
+  const sockets = new Set<Socket>();
+  server.on('upgrade', (_req, socket: Socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n6\r\npart1\n\r\n');
+    onUpgrade(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sockets) s.destroy(); // upgraded: no longer the server's to close
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+interface Relayed {
+  status: number;
+  body: string;
+  /** The body ended by its own framing (false: the connection was cut). */
+  complete: boolean;
+}
+
+/** An upgrade request from a real HTTP client, read as the plain response it gets instead. */
+function upgradeAnsweredWithout101(proxy: string, user: string): Promise<Relayed> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${proxy}/ws`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'x-user-id': user } });
+    req.on('upgrade', () => reject(new Error('unexpected 101')));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      req.off('error', reject).on('error', () => undefined);
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('error', () => undefined);
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
+    });
+    req.end();
+  });
+}
+
+function shortLimits(t: Test, limits: Partial<typeof upgradeLimits>): void {
+  const saved = { ...upgradeLimits };
+  Object.assign(upgradeLimits, limits);
+  t.teardown(() => void Object.assign(upgradeLimits, saved));
+}
+
+function logLines(): { logger: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) });
+  return { logger: pino({ level: 'debug' }, sink), lines };
+}
+
+const ONE_STRIKE = { consecutiveFailures: 1, baseEjection: '60s' };
+
+t.test('a non-101 answer that outlasts the answer timeout is relayed whole and scored once', async (t) => {
+  shortLimits(t, { answerMs: 300 });
+  const legacy = await wsUpstream(t, 'legacy');
+  const candidate = await streamingUpstream(t, (socket) => {
+    setTimeout(() => socket.end('6\r\npart2\n\r\n0\r\n\r\n'), 800);
+  });
+  const config = cfg(legacy.url, candidate);
+  Object.assign(config.upstreams.candidate, { outlier: ONE_STRIKE });
+  const { logger, lines } = logLines();
+  const { proxy, running } = await startCutover(t, await writeConfig(t, config, { f: { enabled: true, percentage: 100 } }), { logger });
+  const got = await upgradeAnsweredWithout101(proxy, 'u1');
+  t.same(got, { status: 200, body: 'part1\npart2\n', complete: true }, 'the whole answer, no 502 written into it');
+  const view = running.cutover.health.view().candidate;
+  t.match(view, { healthy: true, ejections: 0, consecutiveFailures: 0 }, 'the answer counted as an answer, not also as a timeout');
+  t.notOk(lines.some((l) => l.includes('upstream ejected')), 'no ejection logged');
+});
+
+t.test('a relayed answer idle past its limit is cut so the client can tell, without a 502 or a verdict', async (t) => {
+  shortLimits(t, { relayIdleMs: 300 });
+  const legacy = await wsUpstream(t, 'legacy');
+  const candidate = await streamingUpstream(t, () => undefined); // part1, then nothing
+  const config = cfg(legacy.url, candidate);
+  Object.assign(config.upstreams.candidate, { outlier: ONE_STRIKE });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, config, { f: { enabled: true, percentage: 100 } }));
+  const started = Date.now();
+  const got = await upgradeAnsweredWithout101(proxy, 'u1');
+  t.same(got, { status: 200, body: 'part1\n', complete: false }, 'cut mid-body, not ended as if complete');
+  t.ok(Date.now() - started < 3000, `cut after ${Date.now() - started} ms`);
+  t.match(running.cutover.health.view().candidate, { healthy: true, ejections: 0, consecutiveFailures: 0 }, 'not blamed on the candidate');
+});
+
+t.test('shutdown cuts a relayed answer still streaming at the drain deadline', async (t) => {
+  const legacy = await wsUpstream(t, 'legacy');
+  const candidate = await streamingUpstream(t, () => undefined);
+  const { proxy, running } = await startCutover(t, await writeConfig(t, cfg(legacy.url, candidate), { f: { enabled: true, percentage: 100 } }));
+  const relayed = upgradeAnsweredWithout101(proxy, 'u1');
+  await new Promise((r) => setTimeout(r, 200));
+  const started = Date.now();
+  await running.shutdown();
+  t.ok(Date.now() - started < 4000, `shutdown finished in ${Date.now() - started} ms`);
+  t.match(await relayed, { status: 200, complete: false });
 });
