@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type RequestListener, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import { pino } from 'pino';
@@ -13,13 +13,17 @@ interface WsUpstream {
   server: Server;
   wss: WebSocketServer;
   openSockets: () => number;
+  /** Headers of every upgrade request that reached it. */
+  upgrades: IncomingHttpHeaders[];
 }
 
 /** A real WebSocket upstream that echoes with its name and the user it saw. */
-async function wsUpstream(t: Test, name: string, opts: { refuse?: number } = {}): Promise<WsUpstream> {
-  const server = createServer((_req, res) => res.end('plain http'));
+async function wsUpstream(t: Test, name: string, opts: { refuse?: number; http?: RequestListener } = {}): Promise<WsUpstream> {
+  const server = createServer(opts.http ?? ((_req, res) => res.end('plain http')));
   const wss = new WebSocketServer({ noServer: true });
+  const upgrades: IncomingHttpHeaders[] = [];
   server.on('upgrade', (req, socket, head) => {
+    upgrades.push(req.headers);
     if (opts.refuse) {
       socket.end(`HTTP/1.1 ${opts.refuse} Nope\r\ncontent-type: text/plain\r\ncontent-length: 6\r\n\r\nrefuse`);
       return;
@@ -36,7 +40,7 @@ async function wsUpstream(t: Test, name: string, opts: { refuse?: number } = {})
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));
   });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, wss, openSockets: () => wss.clients.size };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, wss, openSockets: () => wss.clients.size, upgrades };
 }
 
 function open(proxy: string, path: string, user: string): Promise<WebSocket> {
@@ -223,4 +227,53 @@ t.test('shutdown cuts a relayed answer still streaming at the drain deadline', a
   await running.shutdown();
   t.ok(Date.now() - started < 4000, `shutdown finished in ${Date.now() - started} ms`);
   t.match(await relayed, { status: 200, complete: false });
+});
+
+t.test('upgrades pass the same health gate: an ejected candidate gets none, its users go to legacy', async (t) => {
+  const legacy = await wsUpstream(t, 'legacy');
+  // Fails plain requests (which eject it) but would accept upgrades.
+  const candidate = await wsUpstream(t, 'candidate', { http: (_req, res) => void res.writeHead(500).end() });
+  const config = cfg(legacy.url, candidate.url);
+  Object.assign(config.upstreams.candidate, { outlier: ONE_STRIKE });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, config, { f: { enabled: true, percentage: 100 } }));
+  const before = await open(proxy, '/ws', 'u1');
+  t.equal(await roundTrip(before, 'hi'), 'candidate:u1:hi', 'healthy: the upgrade goes to the candidate');
+  before.close();
+  t.equal((await fetch(`${proxy}/ws`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'an HTTP request fails on the candidate and falls back');
+  t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected');
+  const after = await open(proxy, '/ws', 'u1');
+  t.equal(await roundTrip(after, 'hi'), 'legacy:u1:hi', 'ejected: the same user upgrades on legacy');
+  after.close();
+  t.equal(candidate.upgrades.length, 1, 'the ejected candidate saw no upgrade');
+});
+
+t.test('the QA override applies to upgrades: forces a side (past the health gate) and is not forwarded', async (t) => {
+  const secret = 'qa-secret-0123456789';
+  const legacy = await wsUpstream(t, 'legacy');
+  const candidate = await wsUpstream(t, 'candidate', { http: (_req, res) => void res.writeHead(500).end() });
+  const config = { ...cfg(legacy.url, candidate.url), qaOverride: { header: 'x-cutover-force', secret } };
+  Object.assign(config.upstreams.candidate, { outlier: ONE_STRIKE });
+  const { proxy, running } = await startCutover(t, await writeConfig(t, config, { f: { enabled: false } }));
+  const force = (user: string, value: string) => {
+    const ws = new WebSocket(`${proxy.replace('http', 'ws')}/ws`, { headers: { 'x-user-id': user, 'x-cutover-force': value } });
+    return new Promise<WebSocket>((resolve, reject) => {
+      ws.once('open', () => resolve(ws));
+      ws.once('error', reject);
+    });
+  };
+  const forced = await force('u1', `candidate:${secret}`);
+  t.equal(await roundTrip(forced, 'hi'), 'candidate:u1:hi', 'flag off, forced: the candidate');
+  forced.close();
+  t.notOk(candidate.upgrades.some((h) => 'x-cutover-force' in h), 'the override header is not forwarded');
+  const wrong = await force('u1', 'candidate:not-the-secret-at-all');
+  t.equal(await roundTrip(wrong, 'hi'), 'legacy:u1:hi', 'a wrong secret is ignored');
+  wrong.close();
+
+  // Ejected (an HTTP request forced to it fails): a forced upgrade still reaches it.
+  await fetch(`${proxy}/ws`, { headers: { 'x-user-id': 'u1', 'x-cutover-force': `candidate:${secret}` } });
+  t.equal(running.cutover.health.view().candidate?.healthy, false, 'ejected');
+  const past = await force('u1', `candidate:${secret}`);
+  t.equal(await roundTrip(past, 'hi'), 'candidate:u1:hi', 'ejected, forced: still the candidate');
+  past.close();
+  t.ok(legacy.upgrades.every((h) => !('x-cutover-force' in h)), 'not forwarded to legacy either');
 });
