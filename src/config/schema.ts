@@ -175,6 +175,14 @@ export const routeSchema = z.strictObject({
   replayWrites: z.strictObject({ maxBody: size }).optional(),
   shadow: shadowSchema.optional(),
   identity: identitySchema.optional(),
+}).refine((r) => r.timeout === undefined || r.budget === undefined || r.timeout <= r.budget, {
+  // The budget bounds the whole request, so such a timeout could never be given to the candidate,
+  // and a candidate that used it would leave legacy nothing: refused rather than quietly cut.
+  path: ['timeout'],
+  error: (iss) => {
+    const r = iss.input as { timeout: number; budget: number };
+    return `${r.timeout} ms is longer than the route's budget (${r.budget} ms), which bounds the whole request, fallback included: use a timeout of at most the budget`;
+  },
 });
 
 /** Limits on what clients may send; header size and timeouts apply at start, maxBody on reload too. */

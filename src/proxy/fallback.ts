@@ -33,6 +33,16 @@ export function compilePolicy(route: RouteConfig): FallbackPolicy {
   };
 }
 
+/**
+ * The candidate attempt's timer: its own `timeout`, cut to what is left of the route's budget,
+ * which bounds the whole request as Envoy's route timeout bounds every try. `budgetLeft`: ms,
+ * 0 = no budget. Returns 0 when neither is set (the upstream's idle timers only).
+ */
+export function candidateTimeout(p: FallbackPolicy, budgetLeft: number): number {
+  if (budgetLeft <= 0) return p.timeoutMs;
+  return p.timeoutMs > 0 && p.timeoutMs < budgetLeft ? p.timeoutMs : budgetLeft;
+}
+
 /** Is this response status one the route falls back on? */
 export function fallsBackOnStatus(p: FallbackPolicy, status: number): boolean {
   return status >= 500 && status <= 599 && (p.statuses[status - 500] as boolean);

@@ -8,7 +8,7 @@ import type { Upstream } from '../upstream/pools.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult, type HeadersVerdict } from './forward.js';
 import type { UpstreamError } from './errors.js';
-import { fallsBackOn, fallsBackOnStatus } from './fallback.js';
+import { candidateTimeout, fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
 import { bufferBody, planBody } from './request-body.js';
 import { requestIdOf } from './request-id.js';
@@ -136,14 +136,16 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   private launchFirst(target: Target): void {
     if (target === 'legacy') return this.launchLegacy();
     const route = this.route as CompiledRoute;
-    this.candidate = this.launch(route.candidate as Upstream, 'candidate', route.policy.timeoutMs);
+    const left = this.budgetLeft(); // reading a buffered body may have spent some of it
+    if (left < 0) return this.launchLegacy(left); // spent already: the 504 legacy would get
+    this.candidate = this.launch(route.candidate as Upstream, 'candidate', candidateTimeout(route.policy, left));
     if (route.policy.hedgeMs > 0 && this.body === null && SAFE.has(this.req.method as string)) {
       this.hedgeTimer = setTimeout(onHedge, route.policy.hedgeMs, this);
     }
   }
 
-  /** `timeout`: legacyTimeout(), taken by a caller that already checked it (hedge). */
-  private launchLegacy(timeout = this.legacyTimeout()): void {
+  /** `timeout`: budgetLeft(), taken by a caller that already read it (hedge). */
+  private launchLegacy(timeout = this.budgetLeft()): void {
     const up = this.route?.legacy ?? (this.state.defaultUpstream as Upstream);
     if (timeout < 0) return this.reply(504, 'upstream_timeout', `route ${this.routeName} budget of ${this.route?.policy.budgetMs} ms exhausted`);
     this.legacyTries++;
@@ -151,8 +153,8 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     this.legacy = this.launch(up, 'legacy', timeout);
   }
 
-  /** What the route's budget leaves legacy: ms, 0 = no budget, -1 = spent. */
-  private legacyTimeout(): number {
+  /** What is left of the route's budget: ms, 0 = no budget, -1 = spent. */
+  private budgetLeft(): number {
     const budget = this.route?.policy.budgetMs ?? 0;
     if (budget <= 0) return 0;
     const left = Math.ceil(budget - (performance.now() - this.startedAt));
@@ -181,7 +183,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     if (this.winner || this.done || this.candidateSettled || this.legacy) return;
     // A spent budget would answer 504 with the candidate still pending: let it decide instead.
     // The budget is read once: a second read a moment later could find it spent and answer 504.
-    const timeout = this.legacyTimeout();
+    const timeout = this.budgetLeft();
     if (timeout < 0) return;
     this.launchLegacy(timeout);
   }

@@ -119,6 +119,18 @@ t.test('reserved route names', async (t) => {
   t.match(out, /routes\[0\]\.name: "default" is reserved/);
 });
 
+t.test('a route timeout longer than its budget is refused: the budget bounds the whole request', async (t) => {
+  const route = (extra: string) =>
+    `${base}\nroutes:\n  - { name: r, match: { path: /a }, legacy: magento, candidate: customer-service, flag: f, ${extra} }\n`;
+  t.same(
+    problems({ 'routes/r.yaml': route('timeout: 2s, budget: 300ms') }),
+    ["routes/r.yaml: routes[0].timeout: 2000 ms is longer than the route's budget (300 ms), which bounds the whole request, fallback included: use a timeout of at most the budget"],
+  );
+  for (const ok of ['timeout: 300ms, budget: 300ms', 'timeout: 300ms, budget: 2s', 'timeout: 2s', 'budget: 300ms']) {
+    t.same(problems({ 'r.yaml': route(ok) }), [], `${ok}: loads`);
+  }
+});
+
 t.test('bad URLs, names and YAML', async (t) => {
   const out = problems({
     'u.yaml': `
