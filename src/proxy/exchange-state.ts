@@ -88,6 +88,9 @@ export abstract class ExchangeState {
     // Legacy had answered (a 5xx held back until the hedge's candidate won, or a response the
     // client left during): an answer is a verdict, or a legacy failing every hedge looks healthy.
     if (attempt.target === 'legacy' && status !== 0) this.judgeLegacy(attempt, status, undefined);
+    // A candidate 5xx relayed (not one to fall back on) whose client left mid-body is its 5xx all
+    // the same, or a candidate failing requests whose clients give up would look healthy.
+    else if (attempt.target === 'candidate' && status >= 500) this.candidateOutcome('5xx');
   }
 
   /** One upstream attempt to the observer (metrics, windows): each attempt exactly once. */
@@ -115,7 +118,8 @@ export abstract class ExchangeState {
 
   /**
    * One verdict per candidate attempt, once it ended: a 5xx status (even if the body was then
-   * cut), a success when the response completed, or the failure that ended it.
+   * cut, by the upstream here or by the client leaving in drop()), a success when the response
+   * completed, or the failure that ended it.
    */
   protected judgeCandidate(attempt: Attempt, result: AttemptResult): void {
     if (this.trialJudged) return;
