@@ -14,8 +14,14 @@ type Source = Identify;
 /** Ids longer than this are not ids; treating them as anonymous keeps hashing cheap. */
 const MAX_ID_LENGTH = 512;
 
-export function compileIdentity(cfg: IdentityConfig, env: NodeJS.ProcessEnv = process.env): Identify {
-  const sources = cfg.sources.map((s) => compileSource(s, env));
+/** Where JWKS trouble is reported (a pino Logger fits). */
+export interface IdentityLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export function compileIdentity(cfg: IdentityConfig, env: NodeJS.ProcessEnv = process.env, log?: IdentityLog): Identify {
+  const sources = cfg.sources.map((s) => compileSource(s, env, log));
   if (sources.length === 1) return sources[0] as Source;
   const tryFrom = (req: IncomingMessage, start: number): string | undefined | Promise<string | undefined> => {
     for (let i = start; i < sources.length; i++) {
@@ -29,7 +35,7 @@ export function compileIdentity(cfg: IdentityConfig, env: NodeJS.ProcessEnv = pr
   return (req) => tryFrom(req, 0);
 }
 
-function compileSource(s: IdentitySource, env: NodeJS.ProcessEnv): Source {
+function compileSource(s: IdentitySource, env: NodeJS.ProcessEnv, log: IdentityLog | undefined): Source {
   if ('header' in s) {
     const name = s.header;
     return (req) => clean(req.headers[name]);
@@ -38,7 +44,7 @@ function compileSource(s: IdentitySource, env: NodeJS.ProcessEnv): Source {
     const name = s.cookie;
     return (req) => clean(readCookie(req.headers.cookie, name));
   }
-  return jwtSource(s.jwt, env);
+  return jwtSource(s.jwt, env, log);
 }
 
 function clean(v: string | string[] | undefined): string | undefined {
@@ -68,8 +74,8 @@ interface Cached {
   id: string | undefined;
 }
 
-function jwtSource(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): Source {
-  const verify = verifier(cfg, env);
+function jwtSource(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog | undefined): Source {
+  const verify = verifier(cfg, env, log);
   // Verifying a signature per request is the expensive part; a token's answer can't change before
   // it expires, so cache it (bounded) until then. Bad tokens are cached briefly too, so a client
   // repeating a forged token costs one verification a minute, not one per request.
@@ -87,12 +93,32 @@ function jwtSource(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): Source {
         cache.set(token, { id }, { ttl });
         return id;
       },
-      () => {
-        cache.set(token, { id: undefined }, { ttl: 60_000 });
+      (err: unknown) => {
+        // Only a verdict about the token itself is remembered: a JWKS that failed, timed out or does
+        // not list the token's key yet says nothing about the token, and caching that would keep its
+        // user anonymous (on legacy) for a minute after the JWKS is back.
+        if (TOKEN_VERDICTS.has(codeOf(err))) cache.set(token, { id: undefined }, { ttl: 60_000 });
         return undefined;
       },
     );
   };
+}
+
+/** jose error codes that judge the token itself: the same token always gets the same one. */
+const TOKEN_VERDICTS: ReadonlySet<string> = new Set([
+  'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+  'ERR_JWT_EXPIRED',
+  'ERR_JWT_CLAIM_VALIDATION_FAILED',
+  'ERR_JWS_INVALID',
+  'ERR_JWT_INVALID',
+  'ERR_JOSE_ALG_NOT_ALLOWED',
+]);
+/** jose's answers about a key set it has (no key with that kid, several), as opposed to fetching it. */
+const KEY_LOOKUP = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS']);
+
+function codeOf(err: unknown): string {
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : '';
 }
 
 function bearer(v: string | string[] | undefined): string | undefined {
@@ -113,7 +139,7 @@ function claimValue(payload: JWTPayload, claim: string): string | undefined {
 let jose: Promise<typeof import('jose')> | undefined;
 const loadJose = () => (jose ??= import('jose'));
 
-function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string) => Promise<JWTPayload> {
+function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog | undefined): (token: string) => Promise<JWTPayload> {
   const options = {
     ...(cfg.issuer !== undefined && { issuer: cfg.issuer }),
     ...(cfg.audience !== undefined && { audience: cfg.audience }),
@@ -128,7 +154,7 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string)
   }
   let key: Uint8Array | KeyObject | Promise<JWTVerifyGetKey>;
   const jwksUrl = cfg.jwksUrl;
-  if (jwksUrl) key = loadJose().then((j) => j.createRemoteJWKSet(jwksUrl));
+  if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, log));
   else if (cfg.publicKey) key = createPublicKey(cfg.publicKey);
   else {
     const secret = cfg.secret ?? env[cfg.secretEnv as string];
@@ -141,4 +167,55 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv): (token: string)
     const r = typeof k === 'function' ? await jwtVerify(token, k, options) : await jwtVerify(token, k, options);
     return r.payload;
   };
+}
+
+/** After a failed JWKS fetch, wait this long before the next, doubling while it keeps failing. */
+const JWKS_RETRY_MS = 1000;
+const JWKS_RETRY_MAX_MS = 30_000;
+
+/**
+ * jose's remote key set coalesces concurrent fetches, but once a fetch fails the next request
+ * fetches again: during an outage that is one JWKS request per request. Failures are therefore
+ * retried with a backoff; meanwhile tokens are checked against the keys last fetched (if any), so
+ * an outage only costs identities when there are no keys at all or the token's key is new.
+ */
+function remoteKeys(j: typeof import('jose'), url: URL, log: IdentityLog | undefined): JWTVerifyGetKey {
+  const remote = j.createRemoteJWKSet(url);
+  let retryAt = 0;
+  let wait = 0;
+  let known: JWTVerifyGetKey | undefined;
+  const fromKnown: JWTVerifyGetKey = (header, token) => {
+    if (!known) throw new Error(`JWKS ${url.href} is unavailable and no keys were fetched before`);
+    return known(header, token);
+  };
+  return async (header, token) => {
+    if (Date.now() < retryAt) return fromKnown(header, token);
+    try {
+      const k = await remote(header, token);
+      recovered();
+      return k;
+    } catch (err) {
+      if (KEY_LOOKUP.has(codeOf(err))) {
+        recovered();
+        throw err;
+      }
+      // Every request that waited on the failed fetch lands here; the first one counts it.
+      if (Date.now() >= retryAt) failed(err);
+      return fromKnown(header, token);
+    }
+  };
+  function failed(err: unknown): void {
+    wait = Math.min(wait === 0 ? JWKS_RETRY_MS : wait * 2, JWKS_RETRY_MAX_MS);
+    retryAt = Date.now() + wait;
+    const keys = remote.jwks();
+    known = keys ? j.createLocalJWKSet(keys) : undefined;
+    // One line per failed fetch: the backoff keeps that to a few a minute during an outage.
+    const msg = keys ? 'JWKS fetch failed: verifying with the keys fetched before' : 'JWKS fetch failed: its users are anonymous until it answers';
+    log?.warn({ jwksUrl: url.href, err: String(err), retryInMs: wait }, msg);
+  }
+  function recovered(): void {
+    if (wait === 0) return;
+    wait = 0;
+    log?.info({ jwksUrl: url.href }, 'JWKS answers again');
+  }
 }

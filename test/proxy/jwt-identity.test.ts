@@ -1,0 +1,106 @@
+import t, { type Test } from 'tap';
+import { SignJWT, generateKeyPair, exportJWK, type JWK } from 'jose';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { http } from '../helpers/http.js';
+import { startCutover, startUpstream, twoSided, waitFor, writeConfig } from '../helpers/servers.js';
+
+type Key = Awaited<ReturnType<typeof generateKeyPair>>;
+
+/** A real JWKS endpoint whose keys and health the test changes, counting the requests it gets. */
+async function startJwks(t: Test, keys: JWK[]) {
+  const state = { keys, down: false, hits: 0 };
+  const server = createServer((_req, res) => {
+    state.hits++;
+    if (state.down) {
+      res.statusCode = 503;
+      return res.end('down');
+    }
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ keys: state.keys }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  return Object.assign(state, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` });
+}
+
+const jwkOf = async (key: Key, kid: string): Promise<JWK> => ({ ...(await exportJWK(key.publicKey)), kid, alg: 'RS256' });
+const sign = (key: Key, kid: string, sub: string) =>
+  new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(sub).setExpirationTime('1h').sign(key.privateKey);
+
+/** cutover with one JWKS identity source; `via(token)` answers which side served the request. */
+async function proxyWith(t: Test, jwksUrl: string, cohort: string[]) {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { jwksUrl } }] } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort } }));
+  return async (token: string) =>
+    (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
+}
+
+t.test('a JWKS outage is not remembered per token, and a burst during it does not stampede the JWKS', async (t) => {
+  const k1 = await generateKeyPair('RS256');
+  const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
+  const users = Array.from({ length: 20 }, (_, i) => `user-${i}`);
+  const via = await proxyWith(t, jwks.url, ['alice', ...users]);
+  const alice = await sign(k1, 'k1', 'alice');
+  const tokens = await Promise.all(users.map((u) => sign(k1, 'k1', u)));
+  jwks.down = true;
+  const burst = await Promise.all(Array.from({ length: 20 }, () => via(alice)));
+  t.ok(burst.every((s) => s === 'legacy'), "JWKS answers 503: a burst with alice's token is anonymous");
+  t.equal(jwks.hits, 1, 'the burst shared one JWKS request');
+  const started = Date.now();
+  for (const [i, tok] of tokens.entries()) t.equal(await via(tok), 'legacy', `${users[i]}: anonymous while the JWKS is down`);
+  // Retries come 1 s, then 2 s, ... after a failure: however slow this machine, 20 requests are not 20 fetches.
+  const elapsed = Date.now() - started;
+  t.ok(jwks.hits <= 1 + Math.ceil(elapsed / 1000), `${jwks.hits} JWKS requests in all for 40 requests over ${elapsed} ms`);
+  jwks.down = false;
+  const back = Date.now();
+  await waitFor(async () => (await via(alice)) === 'candidate', 5000, 'alice to be identified again');
+  t.pass(`the JWKS is back: alice is alice again after ${Date.now() - back} ms (her failure was not cached)`);
+  t.equal(await via(tokens[3] as string), 'candidate', 'and so is everyone else');
+});
+
+t.test('concurrent first requests share one JWKS fetch', async (t) => {
+  const k1 = await generateKeyPair('RS256');
+  const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
+  const via = await proxyWith(t, jwks.url, ['alice']);
+  const alice = await sign(k1, 'k1', 'alice');
+  const got = await Promise.all(Array.from({ length: 30 }, () => via(alice)));
+  t.ok(got.every((s) => s === 'candidate'), 'all 30 identified alice');
+  t.equal(jwks.hits, 1, 'one JWKS request');
+});
+
+t.test('verdicts are cached per token, a key the JWKS did not list yet is not, and fetched keys outlive an outage', async (t) => {
+  // jose refetches a JWKS for an unknown kid only 30 s after its last fetch: this test waits that out once.
+  t.setTimeout(60_000);
+  const [a, b, c] = await Promise.all([generateKeyPair('RS256'), generateKeyPair('RS256'), generateKeyPair('RS256')]);
+  const rotating = await startJwks(t, [await jwkOf(a, 'k1')]);
+  const via = await proxyWith(t, rotating.url, ['alice', 'bob', 'carol']);
+  const good = await sign(a, 'k1', 'alice');
+  const forged = await sign(b, 'k1', 'bob');
+  const rotated = await sign(c, 'k2', 'carol');
+  t.equal(await via(good), 'candidate', 'alice verified');
+  t.equal(await via(forged), 'legacy', 'bad signature: anonymous');
+  t.equal(await via(rotated), 'legacy', 'kid k2 not in the JWKS (yet): anonymous');
+  // The issuer rotates: k1 is now key b (so alice's token would no longer verify, bob's would), k2 appears.
+  rotating.keys = [await jwkOf(b, 'k1'), await jwkOf(c, 'k2')];
+
+  const outage = await startJwks(t, [await jwkOf(a, 'k1')]);
+  const viaOutage = await proxyWith(t, outage.url, ['alice', 'dave']);
+  t.equal(await viaOutage(good), 'candidate', 'second proxy: keys fetched');
+  outage.down = true;
+
+  await new Promise((r) => setTimeout(r, 31_000));
+  t.equal(await via(rotated), 'candidate', 'after the cooldown jose refetches: carol is identified (her miss was not cached)');
+  t.equal(rotating.hits, 2);
+  t.equal(await via(good), 'candidate', "alice's verified token is answered from the cache, not verified again");
+  t.equal(await via(forged), 'legacy', "bob's bad signature is answered from the cache, not verified again");
+
+  t.equal(await viaOutage(await sign(c, 'k9', 'alice')), 'legacy', 'unknown kid: the refetch fails (JWKS down)');
+  t.equal(outage.hits, 2);
+  t.equal(await viaOutage(await sign(a, 'k1', 'dave')), 'candidate', 'during the outage a new token with a known key still verifies');
+  t.equal(outage.hits, 2, 'without asking the JWKS again');
+});
