@@ -104,3 +104,22 @@ t.test('verdicts are cached per token, a key the JWKS did not list yet is not, a
   t.equal(await viaOutage(await sign(a, 'k1', 'dave')), 'candidate', 'during the outage a new token with a known key still verifies');
   t.equal(outage.hits, 2, 'without asking the JWKS again');
 });
+
+t.test('unverified tokens still have to match the configured issuer and audience', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const jwt = { unverified: true as const, issuer: 'https://auth.example.com', audience: 'shop' };
+  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt }] } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort: ['alice'] } }));
+  const via = async (token: string) =>
+    (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
+  const other = await generateKeyPair('RS256');
+  const token = (iss: string, aud: string | string[], exp = '1h') =>
+    new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('alice').setIssuer(iss).setAudience(aud).setExpirationTime(exp).sign(other.privateKey);
+  t.equal(await via(await token('https://auth.example.com', 'shop')), 'candidate', 'our issuer and audience: alice (signature not checked)');
+  t.equal(await via(await token('https://auth.example.com', ['billing', 'shop'])), 'candidate', 'audience among several');
+  t.equal(await via(await token('https://evil', 'shop')), 'legacy', 'another issuer: anonymous');
+  t.equal(await via(await token('https://auth.example.com', 'billing')), 'legacy', "another service's audience: anonymous");
+  t.equal(await via(await token('https://auth.example.com', 'shop', '-1m')), 'legacy', 'expired: anonymous');
+  t.equal(await via('not.a-jwt'), 'legacy', 'garbage: anonymous');
+});
