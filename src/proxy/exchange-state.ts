@@ -176,6 +176,15 @@ export abstract class ExchangeState {
       { requestId: this.requestId, route: this.routeName, upstream: err.upstream, kind: err.kind, err: err.cause.message },
       'upstream failed',
     );
+    const body = this.body;
+    if (body !== null && !Buffer.isBuffer(body) && body.readableDidRead && !body.complete) {
+      // The upload is still streaming and partly consumed, so no answer can be clean: a 502
+      // written now reached a client still sending, while undici destroys the body it was
+      // sending (and the client's socket with it). Reset, so it cannot pass for an answer.
+      // A body not read yet (connection refused) still gets its 502.
+      this.res.destroy();
+      return this.finish();
+    }
     this.reply(err.status, err.status === 504 ? 'upstream_timeout' : 'bad_gateway', `upstream ${err.upstream} failed: ${err.kind}`);
   }
 
