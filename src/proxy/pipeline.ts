@@ -5,6 +5,7 @@ import type { Decision, Target } from '../routing/decide.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
+import type { UpstreamHealth } from '../upstream/health.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import { Attempt, type AttemptOwner, type AttemptResult, type HeadersVerdict } from './forward.js';
 import type { UpstreamError } from './errors.js';
@@ -88,7 +89,8 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     if (unhealthy) this.noteFallback('unhealthy');
     else if (route?.shadow !== undefined && decision.target === 'legacy' && route.candidate !== undefined && this.deps.shadow !== undefined) {
       const method = this.req.method as string;
-      if ((SAFE.has(method) || route.shadow.writes) && shadowsUser(route.shadow, userId)) this.shadowing = route.shadow;
+      // An ejected candidate is spared the mirror too: it is out to recover, and its answers would be noise.
+      if ((SAFE.has(method) || route.shadow.writes) && shadowsUser(route.shadow, userId) && !(route.candidateHealth as UpstreamHealth).out()) this.shadowing = route.shadow;
     }
     this.prepare(target);
   }

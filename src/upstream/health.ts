@@ -118,10 +118,15 @@ export class UpstreamHealth {
     );
   }
 
+  /** Failing probes or ejected right now (a candidate waiting for its trial is not out). */
+  out(): boolean {
+    return !this.probeHealthy || (this.ejectedUntil !== 0 && this.ejectedUntil > this.now());
+  }
+
   view(): HealthView {
     const ejectedUntil = this.ejectedUntil > this.now() ? this.ejectedUntil : 0;
     return {
-      healthy: this.probeHealthy && ejectedUntil === 0,
+      healthy: !this.out(),
       probe: this.probeHealthy,
       ejectedUntil,
       ejections: this.ejections,
