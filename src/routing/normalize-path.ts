@@ -1,14 +1,16 @@
 /**
  * Normalizes a request path before matching, so that `/api/v1/customers/../orders`, `%2e%2e`,
- * and `//` tricks route by what the backend will actually resolve. Percent-encoded dots are
- * decoded (they are dot segments in disguise); other escapes, including `%2F`, are left alone so
- * an encoded slash never becomes a segment boundary. `..` never climbs above the root.
+ * `customer%73` and `//` tricks route by what the backend will actually resolve. Escapes of
+ * unreserved characters (A-Z a-z 0-9 - . _ ~) are decoded, as RFC 3986 6.2.2.2 says they are the
+ * same path: an upstream that decodes them would otherwise serve a route's resource without that
+ * route deciding. Other escapes, including `%2F`, stay encoded (hex upper-cased) so an encoded
+ * slash never becomes a segment boundary. `..` never climbs above the root.
  *
  * Returns the normalized path (no query). The fast path allocates nothing for clean paths.
  */
 export function normalizePath(path: string): string {
   if (!needsWork(path)) return path;
-  const decoded = path.replace(/%2e/gi, '.');
+  const decoded = path.includes('%') ? path.replace(ESCAPE, decodeUnreserved) : path;
   const out: string[] = [];
   const segments = decoded.split('/');
   const last = segments.length - 1;
@@ -32,7 +34,16 @@ export function normalizePath(path: string): string {
 function needsWork(path: string): boolean {
   if (path.charCodeAt(0) !== 47 /* / */) return true;
   if (path.includes('//') || path.includes('/.')) return true;
-  return path.includes('%') && /%2e/i.test(path);
+  return path.includes('%');
+}
+
+const ESCAPE = /%([0-9A-Fa-f]{2})/g;
+
+function decodeUnreserved(escape: string, hex: string): string {
+  const c = parseInt(hex, 16);
+  const unreserved =
+    (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
+  return unreserved ? String.fromCharCode(c) : escape.toUpperCase();
 }
 
 /** `scheme://authority` at the start of an absolute-form target. */

@@ -128,6 +128,27 @@ t.test('path tricks route and forward by the normalized path', async (t) => {
   }
 });
 
+t.test('escaped unreserved characters cannot slip past a route: routed and forwarded decoded', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  // At 100 % with a default upstream: a request that missed the route would be served by legacy.
+  const cfg = { ...twoSided(legacy, candidate, { default: 'legacy' }, '/api/v1/customers') };
+  const dirs = await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } });
+  const { proxy } = await startCutover(t, dirs);
+  const { rawPath } = await import('../helpers/http.js');
+  const cases: Array<[string, string, string, string]> = [
+    ['GET', '/api/v1/customer%73/1?q=%41', 'candidate', '/api/v1/customers/1?q=%41'],
+    ['POST', '/api/v1/%63ustomers/1', 'candidate', '/api/v1/customers/1'],
+    ['GET', '/api/v1/customers%2f1', 'legacy', '/api/v1/customers%2F1'],
+  ];
+  for (const [method, p, side, forwarded] of cases) {
+    const r = await rawPath(proxy, method, p, undefined, { 'x-user-id': 'u1' });
+    const body = JSON.parse(r.text) as { served_by: string; url: string };
+    t.equal(body.served_by, side, `${method} ${p} served by ${side}`);
+    t.equal(body.url, forwarded, `${method} ${p} forwarded as the path that was matched`);
+  }
+});
+
 t.test('JWT identity with a PEM public key, a JWKS URL, and explicitly unverified tokens', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');

@@ -37,7 +37,17 @@ t.test('path normalization', async (t) => {
     ['/api/v1/customers%2F..%2Forders', '/api/v1/customers%2F..%2Forders'],
     ['/', '/'],
     ['', '/'],
-    ['/api/v1/customers/%41', '/api/v1/customers/%41'],
+    // RFC 3986 6.2.2.2: escaped unreserved characters are the characters themselves.
+    ['/api/v1/customers/%41', '/api/v1/customers/A'],
+    ['/api/v1/customer%73/1', '/api/v1/customers/1'],
+    ['/api/v1/%63ustomers/1', '/api/v1/customers/1'],
+    ['/%7e%2D%5f%30z', '/~-_0z'],
+    ['/api/v1/customers/%2e%2E/%6Frders', '/api/v1/orders'],
+    // Reserved and other escapes stay encoded, hex upper-cased; no double decoding.
+    ['/api/v1/customers%2f..%2forders', '/api/v1/customers%2F..%2Forders'],
+    ['/a%20b/%c3%a9', '/a%20b/%C3%A9'],
+    ['/a/%2541', '/a/%2541'],
+    ['/a/%zz/%4', '/a/%zz/%4'],
   ];
   for (const [input, want] of cases) t.equal(normalizePath(input), want, input);
 });
