@@ -10,6 +10,9 @@ interface Entry<T> {
  * request path up one segment at a time ("/a/b/c" -> "/a/b" -> "/a" -> "/"), so it costs at most
  * one Map lookup per segment and never compiles a regex. A prefix whose routes don't take the
  * request's method lets a shorter prefix answer, as Envoy's first-match-of-all-criteria does.
+ * HEAD goes where GET goes unless a route on that prefix lists HEAD itself (as NGINX and Express
+ * do): otherwise HEAD and GET of one URL could be answered by different upstreams and disagree
+ * on ETag and Content-Length.
  */
 export class RouteTable<T> {
   private readonly entries = new Map<string, Entry<T>>();
@@ -31,7 +34,7 @@ export class RouteTable<T> {
     for (;;) {
       const e = this.entries.get(p);
       if (e !== undefined) {
-        const v = e.byMethod.get(method) ?? e.anyMethod;
+        const v = e.byMethod.get(method) ?? (method === 'HEAD' ? e.byMethod.get('GET') : undefined) ?? e.anyMethod;
         if (v !== undefined) return v;
       }
       if (p.length <= 1) return undefined;

@@ -149,6 +149,26 @@ t.test('escaped unreserved characters cannot slip past a route: routed and forwa
   }
 });
 
+t.test('a route listing GET also takes HEAD: both answered by the same side', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const cfg = {
+    upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } },
+    default: 'legacy',
+    routes: [{ name: 'customers', match: { path: '/api/v1/customers', methods: ['GET'] }, legacy: 'legacy', candidate: 'candidate', flag: 'f' }],
+  };
+  const dirs = await writeConfig(t, cfg, { f: { enabled: true, percentage: 100 } });
+  const { proxy } = await startCutover(t, dirs);
+  const { rawPath } = await import('../helpers/http.js');
+  for (const method of ['GET', 'HEAD']) {
+    const r = await rawPath(proxy, method, '/api/v1/customers/1', undefined, { 'x-user-id': 'u1' });
+    t.equal(r.headers['x-served-by'], 'candidate', `${method} served by the candidate`);
+  }
+  t.equal(candidate.seen.at(-1)?.method, 'HEAD', 'HEAD reached the candidate as HEAD');
+  const post = await rawPath(proxy, 'POST', '/api/v1/customers/1', undefined, { 'x-user-id': 'u1' });
+  t.equal(post.headers['x-served-by'], 'legacy', 'other methods still fall through to the default');
+});
+
 t.test('JWT identity with a PEM public key, a JWKS URL, and explicitly unverified tokens', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');

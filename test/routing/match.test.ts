@@ -24,6 +24,25 @@ t.test('segment-aware longest prefix', async (t) => {
   t.equal(m('GET', '/API/v1/customers'), 'root', 'paths are case-sensitive');
 });
 
+t.test('HEAD goes where GET goes unless a route lists HEAD itself', async (t) => {
+  const table = new RouteTable<string>();
+  table.add('/get-only', ['GET'], 'get-only');
+  table.add('/get-and-any', ['GET'], 'get');
+  table.add('/get-and-any', undefined, 'any');
+  table.add('/head-first', ['HEAD'], 'head-first:head');
+  table.add('/head-first', ['GET'], 'head-first:get');
+  table.add('/head-last', ['GET'], 'head-last:get');
+  table.add('/head-last', ['HEAD'], 'head-last:head');
+  table.add('/', ['POST'], 'root-post');
+  t.equal(table.match('HEAD', '/get-only/1'), 'get-only', 'a GET route takes HEAD');
+  t.equal(table.match('HEAD', '/get-and-any'), 'get', "GET's route, not the catch-all on the same path");
+  t.equal(table.match('PUT', '/get-and-any'), 'any');
+  t.equal(table.match('HEAD', '/head-first/x'), 'head-first:head', 'an explicit HEAD route wins (listed first)');
+  t.equal(table.match('HEAD', '/head-last/x'), 'head-last:head', 'an explicit HEAD route wins (listed last)');
+  t.equal(table.match('GET', '/head-last/x'), 'head-last:get');
+  t.equal(table.match('HEAD', '/elsewhere'), undefined, 'a POST-only route does not take HEAD');
+});
+
 t.test('path normalization', async (t) => {
   const cases: Array<[string, string]> = [
     ['/api/v1/customers', '/api/v1/customers'],
