@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
+import { normalizePath } from '../routing/normalize-path.js';
 
 /** Names used in metric labels and URLs: short, printable, no path tricks. */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -152,10 +153,24 @@ export const shadowingSchema = z.strictObject({
   queue: z.number().int().min(0).max(100_000).default(256),
 });
 
+/**
+ * Requests are matched by their normalized path (see normalizePath) without the query, so a route
+ * path that is not in that form (`//`, `/./`, `%2e`, `%7E`, `?x=1`) would load and never match.
+ */
+const routePath = z.string().superRefine((p, ctx) => {
+  const fail = (message: string) => ctx.addIssue({ code: 'custom', message });
+  if (!p.startsWith('/')) return fail('must start with "/"');
+  if (p.includes('?') || p.includes('#')) return fail('routes match the path only: a query or fragment here would never match');
+  // Node refuses such request targets with 400, so no request could reach this route.
+  if (/[^\x21-\x7e]/.test(p)) return fail('spaces, control and non-ASCII characters must be percent-encoded (UTF-8), e.g. /caf%C3%A9');
+  const normal = normalizePath(p);
+  if (normal !== p) fail(`requests are normalized before matching, so this path would never match: write ${normal}`);
+});
+
 export const routeSchema = z.strictObject({
   name: name('route name'),
   match: z.strictObject({
-    path: z.string().startsWith('/', 'must start with "/"'),
+    path: routePath,
     methods: z.array(method).min(1).optional(),
   }),
   legacy: name('upstream name'),

@@ -191,6 +191,31 @@ t.test('cutover check exits non-zero with clear messages, zero when valid', asyn
   t.match(unknown.stderr, /Unknown option '--bogus'/);
 });
 
+t.test('route paths that could never match are refused at load, naming file and key', async (t) => {
+  const dir = await tempDir(t);
+  const bad = ['/api//v2', '/api/v3?x=1', '/api/./v4', '/api/%2e%2e/v5', '/api/%7Euser', '/api/a%2fb', '/api/caf\u00e9', '/api/v6#top'];
+  const good = ['/api/v1/customers/', '/', '/api/a%2Fb', '/api/~user', '/api/caf%C3%A9'];
+  const route = (p: string, i: number) => `  - { name: r${i}, match: { path: ${JSON.stringify(p)} }, legacy: magento }`;
+  await writeFile(join(dir, 'routes.yaml'), `${base}\nroutes:\n${[...bad, ...good].map(route).join('\n')}\n`);
+  const file = join(dir, 'routes.yaml');
+  const err = await loadConfigDir(dir).then(() => undefined, (e: unknown) => e);
+  t.type(err, ConfigError);
+  const got = (err as ConfigError).problems.map((p) => `${p.file}: ${p.key}: ${p.message}`);
+  t.same(got, [
+    `${file}: routes[0].match.path: requests are normalized before matching, so this path would never match: write /api/v2`,
+    `${file}: routes[1].match.path: routes match the path only: a query or fragment here would never match`,
+    `${file}: routes[2].match.path: requests are normalized before matching, so this path would never match: write /api/v4`,
+    `${file}: routes[3].match.path: requests are normalized before matching, so this path would never match: write /v5`,
+    `${file}: routes[4].match.path: requests are normalized before matching, so this path would never match: write /api/~user`,
+    `${file}: routes[5].match.path: requests are normalized before matching, so this path would never match: write /api/a%2Fb`,
+    `${file}: routes[6].match.path: spaces, control and non-ASCII characters must be percent-encoded (UTF-8), e.g. /caf%C3%A9`,
+    `${file}: routes[7].match.path: routes match the path only: a query or fragment here would never match`,
+  ], 'every bad path, and only those');
+  const check = spawnSync(process.execPath, [CLI, 'check', '--routes', dir], { encoding: 'utf8' });
+  t.equal(check.status, 1, 'cutover check fails');
+  t.match(check.stderr, 'routes.yaml: routes[0].match.path: requests are normalized before matching');
+});
+
 t.test('the shipped example config is valid', async (t) => {
   const cfg = await loadConfigDir(new URL('../../routes', import.meta.url).pathname);
   t.ok(cfg.routes.length >= 2);
