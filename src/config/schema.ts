@@ -86,6 +86,19 @@ export const upstreamSchema = z.strictObject({
   outlier: outlierSchema.default({ consecutiveFailures: 3, baseEjection: 10_000, maxEjection: 300_000 }),
 });
 
+/**
+ * The JWS algorithms jose verifies on Node 20 (its ML-DSA ones need a newer runtime). jose
+ * compares names exactly, so `hs256` or `RSA256` would reject every token: everyone anonymous.
+ */
+export const JWS_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+const jwsAlgorithm = z.string().superRefine((a, ctx) => {
+  if (JWS_ALGORITHMS.includes(a)) return;
+  const near = JWS_ALGORITHMS.find((k) => k.toLowerCase() === a.toLowerCase());
+  const hint = near !== undefined ? ` (names are case-sensitive: ${near})` : '';
+  ctx.addIssue({ code: 'custom', message: `not a JWS algorithm: ${JSON.stringify(a)}${hint}; use one of ${JWS_ALGORITHMS.join(', ')}` });
+});
+
 const jwtSourceSchema = z
   .strictObject({
     header: z.string().min(1).default('authorization'),
@@ -97,7 +110,7 @@ const jwtSourceSchema = z
     jwksUrl: httpUrl.optional(),
     issuer: z.string().optional(),
     audience: z.string().optional(),
-    algorithms: z.array(z.string()).optional(),
+    algorithms: z.array(jwsAlgorithm).min(1, 'list at least one algorithm, or leave algorithms out').optional(),
     /** Decode without verifying: only for tokens a trusted hop in front has verified already. */
     unverified: z.literal(true).optional(),
   })
@@ -107,6 +120,19 @@ const jwtSourceSchema = z
       ctx.addIssue({
         code: 'custom',
         message: 'a jwt source needs exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true',
+      });
+    }
+    // jose refuses a shared secret for RS/ES/PS/EdDSA and a public key for HS: every token would fail.
+    const secretKey = j.secret !== undefined || j.secretEnv !== undefined;
+    const known = (j.algorithms ?? []).filter((a) => JWS_ALGORITHMS.includes(a)); // unknown names have their own issue
+    const mismatched = known.filter((a) => (secretKey ? !a.startsWith('HS') : j.publicKey !== undefined && a.startsWith('HS')));
+    if (keys.length === 1 && mismatched.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['algorithms'],
+        message: secretKey
+          ? `${mismatched.join(', ')} cannot be verified with a shared secret (secret/secretEnv take HS256, HS384, HS512)`
+          : `${mismatched.join(', ')} needs a shared secret, not a public key`,
       });
     }
   });

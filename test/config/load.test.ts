@@ -2,8 +2,10 @@ import t from 'tap';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { ConfigError, loadConfigDir, parseConfigSources } from '../../src/config/load.js';
 import { tempDir } from '../helpers/servers.js';
+import { JWS_ALGORITHMS } from '../../src/config/schema.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -214,6 +216,35 @@ t.test('route paths that could never match are refused at load, naming file and 
   const check = spawnSync(process.execPath, [CLI, 'check', '--routes', dir], { encoding: 'utf8' });
   t.equal(check.status, 1, 'cutover check fails');
   t.match(check.stderr, 'routes.yaml: routes[0].match.path: requests are normalized before matching');
+});
+
+t.test('jwt algorithms: JWS names jose verifies, and ones the configured key can verify', async (t) => {
+  const jwt = (j: string) => problems({ 'i.yaml': `${base}\nidentity:\n  sources:\n    - jwt: ${j}\n` }).join('\n');
+  t.match(jwt('{ secret: s3cret, algorithms: [hs256] }'), /i\.yaml: identity\.sources\[0\]\.jwt\.algorithms\[0\]: not a JWS algorithm: "hs256" \(names are case-sensitive: HS256\)/);
+  t.match(jwt('{ jwksUrl: "http://127.0.0.1:1/jwks", algorithms: [RSA256] }'), /algorithms\[0\]: not a JWS algorithm: "RSA256"; use one of HS256, /);
+  t.match(jwt('{ secret: s3cret, algorithms: [HS256, RS256] }'), /jwt\.algorithms: RS256 cannot be verified with a shared secret/);
+  t.match(jwt('{ publicKey: PEM, algorithms: [HS384] }'), /jwt\.algorithms: HS384 needs a shared secret, not a public key/);
+  t.match(jwt('{ secret: s3cret, algorithms: [] }'), /jwt\.algorithms: list at least one algorithm/);
+  t.equal(jwt('{ secret: s3cret, algorithms: [HS256, HS512] }'), '');
+  t.equal(jwt('{ jwksUrl: "http://127.0.0.1:1/jwks", algorithms: [RS256, PS256, ES256, EdDSA, Ed25519] }'), '');
+});
+
+t.test('every accepted jwt algorithm is one jose verifies on this runtime', async (t) => {
+  const { SignJWT, jwtVerify } = await import('jose');
+  // KeyObjects are not bound to one algorithm, so one RSA key serves RS* and PS* (keygen is slow).
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = (namedCurve: string) => generateKeyPairSync('ec', { namedCurve });
+  const keys: Record<string, { privateKey: KeyObject; publicKey: KeyObject }> = {
+    RS: rsa, PS: rsa, ES256: ec('P-256'), ES384: ec('P-384'), ES512: ec('P-521'),
+    EdDSA: generateKeyPairSync('ed25519'), Ed25519: generateKeyPairSync('ed25519'),
+  };
+  for (const alg of JWS_ALGORITHMS) {
+    const pair = keys[alg] ?? keys[alg.slice(0, 2)];
+    const secret = createSecretKey(randomBytes(64));
+    const token = await new SignJWT({}).setProtectedHeader({ alg }).setSubject('alice').sign(pair?.privateKey ?? secret);
+    const { payload } = await jwtVerify(token, pair?.publicKey ?? secret, { algorithms: [alg] });
+    t.equal(payload.sub, 'alice', alg);
+  }
 });
 
 t.test('the shipped example config is valid', async (t) => {
