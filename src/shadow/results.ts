@@ -1,4 +1,5 @@
 import { compilePaths, type Difference, type PathSet } from './json-diff.js';
+import { previewDifference } from './preview.js';
 
 export type ShadowResult = 'match' | 'mismatch' | 'error' | 'dropped';
 
@@ -9,6 +10,7 @@ export interface ShadowExample {
   path: string;
   result: ShadowResult;
   reason?: string;
+  /** Values are previews (see previewValue): bounded whatever the answers held. */
   differences: Difference[];
 }
 
@@ -61,7 +63,8 @@ export class RouteShadowStats {
     this.nextExpiry = -Infinity;
   }
 
-  record(result: ShadowResult, example?: Omit<ShadowExample, 'time' | 'result'>): void {
+  /** Counts one outcome; returns the example as kept (with value previews), if one was. */
+  record(result: ShadowResult, example?: Omit<ShadowExample, 'time' | 'result'>): ShadowExample | undefined {
     this.totals[result]++;
     if (result === 'match' || result === 'mismatch') {
       const i = this.slot();
@@ -71,10 +74,12 @@ export class RouteShadowStats {
     if (result === 'mismatch' && example) {
       for (const d of example.differences) this.countField(d.path);
     }
-    if (example && result !== 'match') {
-      this.examples.push({ time: new Date(this.now()).toISOString(), result, ...example });
-      if (this.examples.length > MAX_EXAMPLES) this.examples.shift();
-    }
+    if (!example || result === 'match') return undefined;
+    // Previews made here, once: the examples outlive the comparison that produced them.
+    const kept = { time: new Date(this.now()).toISOString(), result, ...example, differences: example.differences.map(previewDifference) };
+    this.examples.push(kept);
+    if (this.examples.length > MAX_EXAMPLES) this.examples.shift();
+    return kept;
   }
 
   /**

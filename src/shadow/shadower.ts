@@ -182,10 +182,10 @@ export class Shadower {
       const opts = { ...job.shadow.compare, ignore: withNoise(job.shadow.compare.ignore, stats) };
       const verdict = compareResponses(legacy, candidate, opts);
       const example = { requestId: job.requestId, method: job.method, path: job.path, differences: verdict.result === 'mismatch' ? verdict.differences.slice(0, 10) : [] };
-      if (verdict.result === 'error') stats.record('error', { ...example, reason: verdict.reason });
-      else stats.record(verdict.result, example);
+      const kept = verdict.result === 'error' ? stats.record('error', { ...example, reason: verdict.reason }) : stats.record(verdict.result, example);
       if (verdict.result === 'mismatch') {
-        this.logger.info({ route: job.route, requestId: job.requestId, path: job.path, differences: example.differences }, 'shadow mismatch');
+        // The kept example's previews, not the raw values: one could be most of a body.
+        this.logger.info({ route: job.route, requestId: job.requestId, path: job.path, differences: kept?.differences }, 'shadow mismatch');
       }
     } catch (err) {
       stats.record('error', { requestId: job.requestId, method: job.method, path: job.path, reason: (err as Error).message, differences: [] });
