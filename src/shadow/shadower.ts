@@ -44,10 +44,12 @@ export function shadowsUser(s: CompiledShadow, userId: string | undefined): bool
   return inRollout(bucketOf(SHADOW_GROUP, userId), s.percentage);
 }
 
-/** A configured route's name and flag (a CompiledRoute or a RouteConfig will do). */
+/** A configured route's name, flag and shadow section (a CompiledRoute or a RouteConfig will do). */
 export interface RouteFlag {
   readonly name: string;
   readonly flag?: string | undefined;
+  /** Absent: the route is not shadowed. */
+  readonly shadow?: unknown;
 }
 
 export interface ShadowJob {
@@ -72,7 +74,7 @@ export interface ShadowJob {
  */
 export class Shadower {
   private readonly stats = new Map<string, RouteShadowStats>();
-  /** route -> flag in the live config (setRouteFlags, at construction and on every reload). */
+  /** Shadowed route -> flag in the live config (setRouteFlags, at construction and on every reload). */
   private liveFlags = new Map<string, string | undefined>();
   private readonly waiting: ShadowJob[] = [];
   private active = 0;
@@ -100,8 +102,8 @@ export class Shadower {
   /**
    * A route's stats, carrying the route's flag in the live config (not the one a queued job's
    * request was routed under): a reload may move a route to another flag, and the
-   * maxShadowMismatch gate finds stats by flag. A route no longer configured (a job queued before
-   * the reload that removed it) gets throwaway stats: it must not come back into the listing.
+   * maxShadowMismatch gate finds stats by flag. A route no longer configured or no longer shadowed
+   * (a job queued before the reload) gets throwaway stats: it must not come back into the listing.
    */
   statsFor(route: string): RouteShadowStats {
     let s = this.stats.get(route);
@@ -115,11 +117,13 @@ export class Shadower {
   /**
    * The live config's routes, after every (re)load: each route's stats now count for the route's
    * current flag (comparisons already made stay: they judged the same route's answers); a route no
-   * longer configured drops its stats and learned noise, so renames across reloads cannot pile up.
+   * longer configured, or kept without its shadow section, drops its stats and learned noise: no
+   * fresh comparison would ever replace them, so they would be listed (and feed its flag's gate for
+   * 5 minutes) as if current, and renames across reloads would pile up.
    */
   setRouteFlags(routes: Iterable<RouteFlag>): void {
     const live = new Map<string, string | undefined>();
-    for (const r of routes) live.set(r.name, r.flag);
+    for (const r of routes) if (r.shadow !== undefined) live.set(r.name, r.flag);
     this.liveFlags = live;
     for (const s of this.stats.values()) {
       if (live.has(s.route)) s.flag = live.get(s.route);

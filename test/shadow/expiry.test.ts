@@ -169,3 +169,24 @@ t.test('a route removed by a reload drops its shadow results', async (t) => {
   t.equal((await http(`${admin}/api/v1/shadow/search`)).status, 404);
   t.notMatch((await http(`${admin}/metrics`)).text, /cutover_shadow_total\{route="search"/);
 });
+
+t.test('a route a reload keeps but no longer shadows drops its shadow results too', async (t) => {
+  const same = (_req: unknown, res: ServerResponse) => send(res, { ok: true });
+  const legacy = await startUpstream(t, 'legacy', same);
+  const candidate = await startUpstream(t, 'candidate', same);
+  const catalog = route('catalog', '/api', { percentage: 100 });
+  const search = (shadow?: object) => ({ name: 'search', match: { path: '/search' }, legacy: 'legacy', candidate: 'candidate', flag: 'g', ...(shadow && { shadow }) });
+  const dirs = await writeConfig(t, cfg(legacy.url, candidate.url, [catalog, search({ percentage: 100 })]), { f: { enabled: false }, g: { enabled: false } });
+  const { proxy, admin, running } = await startCutover(t, dirs);
+  await http(`${proxy}/api/1`, { headers: { 'x-user-id': 'u1' } });
+  await http(`${proxy}/search/1`, { headers: { 'x-user-id': 'u1' } });
+  await waitFor(async () => (await http(`${admin}/api/v1/shadow`)).json<{ routes: unknown[] }>().routes.length === 2, 3000, 'both routes compared');
+
+  await writeFile(join(dirs.routesDir, 'routes.yaml'), stringify(cfg(legacy.url, candidate.url, [catalog, search()])));
+  await running.cutover.reload();
+  t.equal((await http(`${proxy}/search/2`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'the route still serves');
+  t.same((await http(`${admin}/api/v1/shadow`)).json<{ routes: Array<{ route: string }> }>().routes.map((r) => r.route), ['catalog']);
+  t.equal((await http(`${admin}/api/v1/shadow/search`)).status, 404);
+  t.notMatch((await http(`${admin}/metrics`)).text, /cutover_shadow_total\{route="search"/);
+  t.equal(running.cutover.shadow.forFlag('g'), undefined, "the flag's maxShadowMismatch gate reads no-data, not stale comparisons");
+});

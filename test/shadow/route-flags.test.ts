@@ -42,8 +42,8 @@ t.test('after a reload moves a route to another flag, its shadow results count f
 
 t.test('setRouteFlags: the live mapping applies at once and drops removed routes', async (t) => {
   const shadow = new Shadower({ concurrency: 1, queue: 1 }, silentLogger, [
-    { name: 'catalog', flag: 'catalog_read' },
-    { name: 'search', flag: 'search_v2' },
+    { name: 'catalog', flag: 'catalog_read', shadow: {} },
+    { name: 'search', flag: 'search_v2', shadow: {} },
   ]);
   t.teardown(() => shadow.close());
   shadow.statsFor('catalog').record('match');
@@ -51,7 +51,7 @@ t.test('setRouteFlags: the live mapping applies at once and drops removed routes
   t.match(shadow.forFlag('catalog_read'), { compared: 1 });
 
   // As after a reload that moved catalog and dropped search: no request needed.
-  shadow.setRouteFlags([{ name: 'catalog', flag: 'catalog_v2' }]);
+  shadow.setRouteFlags([{ name: 'catalog', flag: 'catalog_v2', shadow: {} }]);
   t.match(shadow.forFlag('catalog_v2'), { compared: 1, mismatched: 0 });
   t.equal(shadow.forFlag('catalog_read'), undefined);
   t.equal(shadow.forFlag('search_v2'), undefined, 'a route no longer configured feeds no gate');
