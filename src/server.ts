@@ -1,9 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { DEFAULTS } from './defaults.js';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertAdminBindable, isLoopback } from './admin/auth.js';
+import { assertAdminBindable } from './admin/auth.js';
 import { createCutover, type Cutover, type CutoverOptions } from './cutover.js';
 import type { Logger } from './observability/logger.js';
 import { createLogger } from './observability/logger.js';
@@ -76,9 +75,8 @@ export async function serve(options: ServeOptions): Promise<Running> {
   proxy.headersTimeout = limits.headersTimeout;
   proxy.requestTimeout = limits.requestTimeout;
   proxy.on('upgrade', cutover.upgradeHandler);
-  // Without a token the admin listener is loopback-only; a DNS-rebinding page would still reach it
-  // as a same-origin request under its own host name, so only loopback Host names are answered.
-  const admin = createServer(options.adminToken ? cutover.adminHandler : loopbackHostsOnly(cutover.adminHandler));
+  // Without a token the admin handler itself answers only local requests (DNS-rebinding guard).
+  const admin = createServer(cutover.adminHandler);
 
   // A deep accept queue: at 1,000 new connections a second, Node's default of 511 overflowed and
   // clients retried SYNs after 1 s, 3 s... (bench connections scenario). The kernel caps it at somaxconn.
@@ -111,19 +109,6 @@ export async function serve(options: ServeOptions): Promise<Running> {
     })());
 
   return { cutover, logger, proxy, admin, proxyPort, adminPort, shutdown };
-}
-
-function loopbackHostsOnly(handler: (req: IncomingMessage, res: ServerResponse) => void) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
-    if (isLoopback(host) || req.url === DEFAULTS.livenessPath || req.url === DEFAULTS.readinessPath) return handler(req, res);
-    const body = JSON.stringify({
-      error: 'forbidden_host',
-      message: 'without CUTOVER_ADMIN_TOKEN the admin API answers only requests addressed to localhost (DNS rebinding guard)',
-    });
-    res.writeHead(403, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
 }
 
 /**

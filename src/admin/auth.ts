@@ -26,6 +26,17 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
+/**
+ * Without a token, admin calls are answered only when they come from this machine (loopback peer)
+ * and are addressed to it (loopback Host): the peer check stops remote clients of a host app that
+ * mounts the admin handler on a public port, the Host check stops a DNS-rebinding web page, whose
+ * requests arrive from the operator's own browser under the attacker's host name.
+ */
+export function isLocalRequest(req: IncomingMessage): boolean {
+  const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+  return isLoopback(host) && isLoopback(req.socket.remoteAddress ?? '');
+}
+
 /** Refuses to expose the admin API beyond loopback without a token. */
 export function assertAdminBindable(host: string, token: string | undefined): void {
   if (!token && !isLoopback(host)) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.js';
 import type { FlagStore } from '../flags/store.js';
-import { tokenChecker } from './auth.js';
+import { isLocalRequest, tokenChecker } from './auth.js';
 import { getFlag, listFlags, postFlag } from './flags-api.js';
 import { decodeSegment, HttpError, sendError, sendJson } from './http.js';
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from './dashboard/page.js';
@@ -28,11 +28,28 @@ export interface AdminDeps {
 
 const FLAG_PATH = /^\/api\/v1\/flags\/([^/]+)$/;
 
-/** The admin API as a node:http handler, for the admin listener or for mounting in a host app. */
+/**
+ * The admin API as a node:http handler, for the admin listener or for mounting in a host app.
+ * Without a token it answers only local requests (isLocalRequest), wherever it is mounted.
+ */
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const authorized = tokenChecker(deps.token);
+  const checkToken = tokenChecker(deps.token);
+  let warned = false;
+  const access = (req: IncomingMessage): Access => {
+    if (deps.token) return checkToken(req) ? 'ok' : 'unauthorized';
+    if (isLocalRequest(req)) return 'ok';
+    // Once: an operator behind a proxy gets 403s and needs to know why, an attacker's retries must not flood the log.
+    if (!warned) {
+      warned = true;
+      deps.logger.warn(
+        { host: req.headers.host, peer: req.socket.remoteAddress },
+        'admin API refused a non-local request: without an admin token (CUTOVER_ADMIN_TOKEN, or the adminToken option) it answers only requests from this machine addressed to localhost',
+      );
+    }
+    return 'forbidden_host';
+  };
   return (req, res) => {
-    dispatch(deps, authorized, req, res).catch((err: unknown) => {
+    dispatch(deps, access, req, res).catch((err: unknown) => {
       if (err instanceof HttpError) return sendError(res, err);
       deps.logger.error({ err: (err as Error).message, url: req.url }, 'admin request failed');
       if (!res.headersSent) sendError(res, new HttpError(500, 'internal', 'internal error; see the proxy log'));
@@ -41,9 +58,11 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
   };
 }
 
+type Access = 'ok' | 'unauthorized' | 'forbidden_host';
+
 async function dispatch(
   deps: AdminDeps,
-  authorized: (req: IncomingMessage) => boolean,
+  accessOf: (req: IncomingMessage) => Access,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
@@ -54,6 +73,12 @@ async function dispatch(
   if (path === DEFAULTS.livenessPath) return sendJson(res, 200, { status: 'ok' });
   if (path === DEFAULTS.readinessPath) return deps.isReady() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'not ready' });
 
+  const access = accessOf(req);
+  if (access === 'forbidden_host') {
+    req.resume();
+    return sendError(res, new HttpError(403, 'forbidden_host', 'without an admin token (CUTOVER_ADMIN_TOKEN, or the adminToken option) the admin API answers only requests from this machine addressed to localhost (DNS rebinding guard)'));
+  }
+
   // The dashboard page is static and holds no data: it must load without credentials so it can
   // ask for the token; every call it makes goes through the checks below.
   if (path === '/' || path === '/index.html') {
@@ -63,7 +88,7 @@ async function dispatch(
     return;
   }
 
-  if (!authorized(req)) {
+  if (access === 'unauthorized') {
     req.resume();
     return sendError(res, new HttpError(401, 'unauthorized', 'missing or wrong bearer token'), { 'www-authenticate': 'Bearer' });
   }
