@@ -28,6 +28,7 @@ Fleet mode (routing flags from Unleash; every option also from the environment):
 
 Environment:
   CUTOVER_ADMIN_TOKEN   when set, admin calls need "Authorization: Bearer <token>"
+                        (a trailing newline is ignored; blank or inner whitespace: refused)
   LOG_LEVEL             pino level: trace, debug, info, warn, error    [info]
   ${ENV.heapGrowingPercent}  V8 old-space growth per full GC, %; 0 = V8's own [${DEFAULT_HEAP_GROWING_PERCENT}]
 `;

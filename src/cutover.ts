@@ -7,6 +7,7 @@ import { FlagStore, type Actor } from './flags/store.js';
 import type { FlagPatch, FlagView } from './flags/model.js';
 import { bootstrapFileIn, UnleashSource, type UnleashSourceOptions } from './flags/unleash-source.js';
 import { createAdminHandler } from './admin/router.js';
+import { checkedAdminToken } from './admin/auth.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { compileRouting } from './routing/compile.js';
 import { Pipeline } from './proxy/pipeline.js';
@@ -30,6 +31,7 @@ export interface CutoverOptions {
   flagsDir?: string;
   /** Rescan period for flags/ in ms (file watching is immediate; this is a safety net). */
   flagsPollMs?: number;
+  /** Admin API bearer token; trimmed, and an empty one or one with inner whitespace throws. Unset: local requests only. */
   adminToken?: string;
   /** Reload when files in routesDir change (SIGHUP and reload() work either way). */
   watchRoutes?: boolean;
@@ -100,10 +102,12 @@ type Core = Omit<Cutover, 'ready' | 'flags' | 'matches' | 'handler' | 'adminHand
  * Returns at once; `ready` resolves when config and flags are loaded.
  */
 export function createCutover(options: CutoverOptions): Cutover {
+  // Before anything starts, so a bad token leaves no timers or watchers behind.
+  const adminToken = checkedAdminToken(options.adminToken);
   const logger = options.logger ?? createLogger();
   const { store, flagSource } = createStore(options, logger);
   let core: Core | undefined;
-  const ready = startCore(options, logger, store, flagSource).then((c) => {
+  const ready = startCore({ ...options, adminToken }, logger, store, flagSource).then((c) => {
     core = c;
   });
   ready.catch(() => undefined); // callers see the error through `ready`

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { assertAdminBindable } from './admin/auth.js';
+import { assertAdminBindable, checkedAdminToken } from './admin/auth.js';
 import { createCutover, type Cutover, type CutoverOptions } from './cutover.js';
 import type { Logger } from './observability/logger.js';
 import { createLogger } from './observability/logger.js';
@@ -39,10 +39,11 @@ export interface Running {
 
 export async function serve(options: ServeOptions): Promise<Running> {
   const logger: Logger = options.logger ?? createLogger();
-  assertAdminBindable(options.adminHost, options.adminToken);
+  const adminToken = checkedAdminToken(options.adminToken);
+  assertAdminBindable(options.adminHost, adminToken);
   const drainDelayMs = options.drainDelayMs ?? 0;
   if (!Number.isFinite(drainDelayMs) || drainDelayMs < 0) throw new Error(`drainDelayMs must be a number of milliseconds >= 0, got ${String(drainDelayMs)}`);
-  const cutover = createCutover({ ...options, logger });
+  const cutover = createCutover({ ...options, adminToken, logger });
   try {
     await cutover.ready;
   } catch (err) {

@@ -17,6 +17,21 @@ export function tokenChecker(token: string | undefined): (req: IncomingMessage) 
   };
 }
 
+/**
+ * The configured admin token, trimmed: a Secret made with `kubectl create secret --from-file` keeps
+ * the file's trailing newline, and the presented token is trimmed, so every call would be 401.
+ * Refuses what cannot be a bearer token (the value itself is never echoed: it is a secret).
+ */
+export function checkedAdminToken(token: string | undefined): string | undefined {
+  if (token === undefined) return undefined;
+  const trimmed = token.trim();
+  if (trimmed === '') throw new Error('the admin token (CUTOVER_ADMIN_TOKEN, or the adminToken option) is empty or only whitespace: set a token, or leave it unset');
+  if (/\s/.test(trimmed)) {
+    throw new Error('the admin token (CUTOVER_ADMIN_TOKEN, or the adminToken option) contains whitespace, which a bearer token cannot: was it read from a file with several lines?');
+  }
+  return trimmed;
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;

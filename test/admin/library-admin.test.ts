@@ -93,3 +93,13 @@ t.test('library mode with a token: any Host, bearer token required', async (t) =
   t.equal(await call(ext, port, 'GET', '/cutover-admin/api/v1/flags', { host: 'gateway.example.com' }), 401);
   t.equal(await call(ext, port, 'GET', '/cutover-admin/api/v1/flags', { host: 'gateway.example.com', authorization: 'Bearer tok-0123456789abcdef' }), 200);
 });
+
+t.test('the configured token is trimmed (a Secret file keeps its newline); an unusable one is refused at once', async (t) => {
+  const { port } = await gateway(t, { adminToken: 's3cret-token\n' });
+  t.equal(await call('127.0.0.1', port, 'GET', '/cutover-admin/api/v1/flags', { authorization: 'Bearer s3cret-token' }), 200, 'the token without its newline works');
+  t.equal(await call('127.0.0.1', port, 'GET', '/cutover-admin/api/v1/flags', {}), 401, 'and is still required');
+  const routes = { upstreams: { legacy: { url: 'http://127.0.0.1:1' } }, routes: [{ name: 'a', match: { path: '/api' }, legacy: 'legacy' }] };
+  for (const bad of ['', ' \n', 'first line\nsecond line', 'two words']) {
+    t.throws(() => createCutover({ routes, adminToken: bad }), /the admin token \(CUTOVER_ADMIN_TOKEN, or the adminToken option\) (is empty|contains whitespace)/, JSON.stringify(bad));
+  }
+});
