@@ -37,10 +37,16 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/** Plain decimal digits only: Number() also takes '' (0), '0x1F91', '1e3' and ' 80 '. */
+function wholeNumber(v: string): number | undefined {
+  return /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
 function port(v: string | boolean | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`--${name} must be a port number (0-65535), got ${String(v)}`);
+  const n = wholeNumber(String(v));
+  // JSON quoting, so --port "$PORT" with PORT unset shows up as "" rather than nothing.
+  if (n === undefined || n > 65535) fail(`--${name} must be a port number (0-65535, decimal digits), got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -129,7 +135,7 @@ function unleashOptions(v: Values): NonNullable<Parameters<typeof serve>[0]['unl
   const rawInterval = opt('unleash-refresh-interval', 'UNLEASH_REFRESH_INTERVAL');
   let refreshIntervalMs = 1000;
   if (rawInterval !== undefined) {
-    const ms = /^\d+$/.test(rawInterval.trim()) ? Number(rawInterval) : parseDuration(rawInterval);
+    const ms = wholeNumber(rawInterval.trim()) ?? parseDuration(rawInterval);
     if (ms === undefined || ms < 100) fail(`--unleash-refresh-interval (UNLEASH_REFRESH_INTERVAL) must be ms (>= 100) or a duration like 2s, got ${rawInterval}`);
     refreshIntervalMs = ms;
   }
@@ -174,6 +180,9 @@ async function cmdCheck(args: string[]): Promise<void> {
 
 async function cmdDemo(args: string[]): Promise<void> {
   const v = parse(args, { port: { type: 'string' }, 'admin-port': { type: 'string' }, flags: { type: 'string' } }, DEMO_HELP);
+  // Before anything is created or bound: a bad option changes nothing.
+  const p = port(v.port, 'port', DEFAULTS.port);
+  const ap = port(v['admin-port'], 'admin-port', DEFAULTS.adminPort);
   const flagsDir = (v.flags as string | undefined) ?? '.cutover-demo/flags';
   if (!(await stat(flagsDir).catch(() => undefined))) {
     await mkdir(flagsDir, { recursive: true });
@@ -181,8 +190,6 @@ async function cmdDemo(args: string[]): Promise<void> {
   }
   const legacy = await listenBackend('legacy', 7001).catch((e: Error) => fail(`cannot start the legacy sample backend on :7001: ${e.message}`, 1));
   const fresh = await listenBackend('new', 7002).catch((e: Error) => fail(`cannot start the new sample backend on :7002: ${e.message}`, 1));
-  const p = port(v.port, 'port', DEFAULTS.port);
-  const ap = port(v['admin-port'], 'admin-port', DEFAULTS.adminPort);
   const running = await startOrExplain({
     routesDir: `${pkgRoot}/routes`,
     flagsDir,
