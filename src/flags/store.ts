@@ -1,23 +1,9 @@
 import { SerialQueue } from '../util/serial-queue.js';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/logger.js';
-import {
-  AppliedThenFailedError,
-  applyPatch,
-  assertFlagName,
-  changedRouting,
-  compileFlag,
-  FlagConflictError,
-  NEW_FLAG,
-  parsePatch,
-  sameState,
-  type CompiledFlag,
-  type FlagPatch,
-  type FlagState,
-  type FlagView,
-  UnleashChangeError,
-} from './model.js';
-import { fleetView, fleetViewOf, splitPatch, withLocalSettings, type ExternalChange, type ExternalFlags } from './fleet.js';
+import { applyPatch, assertFlagName, changedRouting, compileFlag, FlagConflictError, parsePatch, sameState, type CompiledFlag, type FlagState, type FlagView } from './model.js';
+import { fleetView, withLocalSettings, type ExternalFlags } from './fleet.js';
+import { FleetChanges } from './fleet-store.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
 import { auditFoundAtStart } from './start-audit.js';
 
@@ -33,15 +19,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly states = new Map<string, FlagState>();
   private readonly compiled = new Map<string, CompiledFlag>();
   private readonly queue = new SerialQueue();
-  /**
-   * Fleet mode: one queue per flag for changes that call the source (see setFleet), kept only
-   * while it has jobs: any valid name may be POSTed, so an entry per name ever seen would grow
-   * without bound (a script looping over typos, each refused 409).
-   */
-  private readonly flagQueues = new Map<string, { queue: SerialQueue; jobs: number }>();
-  /** Fleet mode: per flag, the routing state before the last change the source reported, numbered. */
-  private readonly lastExternal = new Map<string, { seq: number; before: FlagView | undefined }>();
-  private externalSeq = 0;
+  private readonly fleet: FleetChanges | undefined;
 
   constructor(
     private readonly logger: Logger,
@@ -50,6 +28,21 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     readonly external?: ExternalFlags,
   ) {
     super();
+    this.fleet =
+      external &&
+      new FleetChanges(
+        external,
+        {
+          queue: this.queue,
+          states: this.states,
+          view: (name) => this.view(name),
+          writeLocal: (name, before, after, actor) => this.writeLocal(name, before, after, actor),
+          recompose: (name) => this.recompose(name),
+          emitChange: (change) => this.emit('change', change),
+        },
+        logger,
+        persistence,
+      );
   }
 
   async start(): Promise<void> {
@@ -63,15 +56,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
         this.enqueue(() => this.reloadFromFiles()).catch((err: Error) => this.logger.error({ err: err.message }, 'flags rescan failed; keeping the current state'));
       });
     }
-    if (this.external) {
-      await this.external.start((changes) => this.externalChanged(changes));
-      for (const name of this.external.names()) this.recompose(name);
-      for (const [name, s] of this.states) {
-        if (!this.external.view(name) && s.enabled) {
-          this.logger.warn({ flag: name }, `flag file says enabled but ${this.external.kind} has no such flag: in fleet mode only ${this.external.kind} routes, so its routes go to legacy`);
-        }
-      }
-    }
+    await this.fleet?.start();
   }
 
   /** Hot path: the compiled flag, or undefined when no such flag exists. */
@@ -98,7 +83,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   set(name: string, patch: unknown, actor: Actor): Promise<FlagView> {
     assertFlagName(name);
     const valid = parsePatch(patch);
-    if (this.external) return this.setFleet(this.external, name, valid, actor);
+    if (this.fleet) return this.fleet.set(name, valid, actor);
     return this.enqueue(async () => {
       // Memory trails the files by the watcher's debounce, or a whole poll on mounts where watch
       // events get lost. Patching it as is would overwrite a hand/GitOps edit not yet seen (say a
@@ -121,104 +106,10 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.flagQueues.values()].map((q) => q.queue.idle()));
+    await this.fleet?.idle();
     await this.queue.idle();
     await this.external?.close();
     await this.persistence?.close();
-  }
-
-  /**
-   * Fleet mode: the routing fields go to the source (which refuses with FlagOwnedError before
-   * changing anything if it cannot take them), cutover's own settings to the local file.
-   * The routing change goes first and, once live in the source (all of it, or the part an error
-   * says is live), is audited at once: whatever fails after that, this replica's audit log has
-   * the caller's fleet-wide change, and the error says it was applied. Local settings are written
-   * only after a routing change that fully went through.
-   */
-  private setFleet(external: ExternalFlags, name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
-    const { routing, local } = splitPatch(patch);
-    // Changes to one flag run in order; the Unleash calls (seconds, when Unleash is slow) do not
-    // hold up another flag's change, a rollback above all. Local writes and audit lines still go
-    // through the store's one queue.
-    return this.runForFlag(name, async () => {
-      const routingBefore = external.view(name);
-      const seqBefore = this.externalSeq;
-      // The audit line is built in the store's queue, in order with the lines of other changes:
-      // the local settings as they are then (a rescan during the call has its own `file` line),
-      // and the routing state just before the source reported our change (one made in Unleash
-      // meanwhile has its own line), so its before/after chain with the lines around it.
-      const auditLine = (change: (before: FlagView | undefined, after: FlagView | undefined) => FlagChange) => {
-        const last = this.lastExternal.get(name);
-        const settings = this.states.get(name);
-        const before = fleetViewOf(external.kind, last !== undefined && last.seq > seqBefore ? last.before : routingBefore, name, settings);
-        return this.auditFleetChange(change(before, this.view(name)));
-      };
-      const routed = Object.keys(routing).length > 0;
-      const localNames = Object.keys(local);
-      const reason = actor.reason ?? `applied in ${external.kind}`;
-      const notWritten = localNames.length > 0 ? ` The per-replica settings in this call (${localNames.join(', ')}) were not written.` : '';
-      if (routed) {
-        try {
-          await external.apply(name, routing, actor);
-        } catch (err) {
-          if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
-          const applied = err.applied;
-          const unaudited = await this.enqueue(() =>
-            auditLine((before) => ({ name, before, after: { ...(before ?? { name, ...NEW_FLAG }), ...applied }, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() })),
-          );
-          (err as Error).message += unaudited + notWritten;
-          throw err;
-        }
-        const unaudited = await this.enqueue(() => auditLine((before, after) => ({ name, before, after: after ?? { name, ...NEW_FLAG }, actor: { ...actor, reason }, time: new Date().toISOString() })));
-        if (unaudited !== '') {
-          throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${notWritten}`, routing);
-        }
-      }
-      if (localNames.length > 0) {
-        try {
-          await this.enqueue(async () => {
-            const was = this.states.get(name);
-            const after = applyPatch(was, local);
-            if (was === undefined || !sameState(was, after)) await this.writeLocal(name, was, after, actor);
-          });
-        } catch (err) {
-          if (!routed) throw err;
-          throw new AppliedThenFailedError(
-            `the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet, this replica routes by it and its audit log has it, but the per-replica settings (${localNames.join(', ')}) were not written: ${(err as Error).message}`,
-            routing,
-          );
-        }
-      }
-      return this.view(name) ?? { name, ...NEW_FLAG };
-    });
-  }
-
-  /** Audits a change that is live fleet-wide; on a failed write the proxy log keeps it, and the caller hears so. */
-  private async auditFleetChange(change: FlagChange): Promise<string> {
-    try {
-      await this.persistence?.audit(change);
-      return '';
-    } catch (err) {
-      this.logger.error({ flag: change.name, actor: change.actor, before: change.before, after: change.after, err: (err as Error).message }, 'flag change applied fleet-wide but NOT in the audit log');
-      return ` It is NOT in this replica's audit log (${(err as Error).message}); the proxy log has it.`;
-    }
-  }
-
-  /** Changes the source saw (from its own polling): live at once, then audited in order. */
-  private externalChanged(changes: ExternalChange[]): void {
-    for (const c of changes) {
-      this.recompose(c.name);
-      if (c.after === undefined) this.lastExternal.delete(c.name);
-      else this.lastExternal.set(c.name, { seq: ++this.externalSeq, before: c.before });
-    }
-    void this.enqueue(async () => {
-      for (const c of changes) {
-        const change: FlagChange = { name: c.name, before: c.before, after: c.after, actor: { source: this.external?.kind ?? 'external' }, time: new Date().toISOString() };
-        await this.persistence?.audit(change).catch((err: Error) => this.logger.error({ err: err.message }, 'cannot write the audit log'));
-        this.logger.info({ flag: c.name, source: change.actor.source, before: c.before, after: c.after }, c.after ? 'flag changed' : 'flag removed');
-        this.emit('change', change);
-      }
-    });
   }
 
   private recompose(name: string): void {
@@ -232,18 +123,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
 
   /** Fleet-mode flag queues alive now (one per flag with a change queued or running), for tests. */
   get flagQueueCount(): number {
-    return this.flagQueues.size;
-  }
-
-  private runForFlag<T>(name: string, job: () => Promise<T>): Promise<T> {
-    let entry = this.flagQueues.get(name);
-    if (entry === undefined) this.flagQueues.set(name, (entry = { queue: new SerialQueue(), jobs: 0 }));
-    const mine = entry;
-    mine.jobs++;
-    // A job queued while this one ran keeps the entry (and the order); the last one drops it.
-    return mine.queue.run(job).finally(() => {
-      if (--mine.jobs === 0) this.flagQueues.delete(name);
-    });
+    return this.fleet?.queueCount ?? 0;
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
