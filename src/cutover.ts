@@ -188,6 +188,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   const healthMap = health.update(config, upstreams);
   const observability = new CutoverObserver({ logger, flags, health: () => health.view(), ...(options.logUserIds !== undefined && { userIds: options.logUserIds }) });
   const observer: Observer = options.observer && options.observer !== noopObserver ? teeObserver(observability, options.observer) : observability;
+  observability.metrics.declareConfig(config.routes, config.default);
   const startedAt = Date.now();
   const shadow = new Shadower(config.shadowing, logger, config.routes);
   registerShadowMetrics(observability.metrics.registry, shadow);
@@ -226,6 +227,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     shadow.setRouteFlags(next.routes);
     config = next;
     upstreams = built.upstreams;
+    observability.metrics.declareConfig(next.routes, next.default);
     warnMissingFlags(config, flags, logger);
     // Retired pools finish their in-flight requests, then close.
     void closeUpstreams(built.retired);

@@ -25,6 +25,8 @@ export class AttemptSeries {
   readonly buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
   sum = 0;
   count = 0;
+  /** Cells were created at 0 from config (declare), so the counters show even before any attempt. */
+  declared = false;
 
   constructor(
     readonly route: string,
@@ -56,11 +58,24 @@ export class AttemptSeries {
     this.count++;
   }
 
-  /** code -> attempts, for the status API and tests. */
+  /**
+   * Creates the cells of `codes` at 0 (at config load, never per request), so Prometheus sees
+   * their first increment as a step from 0 rather than a new series (which rate() ignores).
+   */
+  declare(codes: readonly string[]): void {
+    this.declared = true;
+    for (const code of codes) {
+      const status = /^[1-9]\d\d$/.test(code) ? Number(code) : 0;
+      if (status > 0) {
+        if (!this.statuses.has(status)) this.statuses.set(status, { code, n: 0 });
+      } else if (!this.failures.has(code)) this.failures.set(code, { code, n: 0 });
+    }
+  }
+
+  /** code -> attempts (codes seen at least once), for the status API and tests. */
   codes(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const c of this.statuses.values()) out[c.code] = c.n;
-    for (const c of this.failures.values()) out[c.code] = c.n;
+    for (const c of this.cells()) if (c.n > 0) out[c.code] = c.n;
     return out;
   }
 
@@ -74,6 +89,10 @@ export class FallbackSeries {
   readonly byReason = new Map<FallbackReason, number>();
   total = 0;
   constructor(readonly route: string) {}
+  /** Creates the counters of `reasons` at 0 (config load; see AttemptSeries.declare). */
+  declare(reasons: readonly FallbackReason[]): void {
+    for (const r of reasons) if (!this.byReason.has(r)) this.byReason.set(r, 0);
+  }
   inc(reason: FallbackReason): void {
     this.byReason.set(reason, (this.byReason.get(reason) ?? 0) + 1);
     this.total++;

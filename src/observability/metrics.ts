@@ -3,8 +3,12 @@ import type { FlagChange } from '../flags/store.js';
 import type { FlagView } from '../flags/model.js';
 import type { Target } from '../routing/decide.js';
 import { AttemptSeries, DurationHistogram, FallbackSeries } from './attempt-series.js';
+import { FALLBACK_REASONS } from './observer.js';
+
+import { registerRolloutGauges, type RolloutMetricsSource } from './rollout-gauges.js';
 
 export { AttemptSeries, DURATION_BUCKETS_S, FallbackSeries } from './attempt-series.js';
+export { ROLLOUT_STATE_NAMES, type RolloutMetricsSource } from './rollout-gauges.js';
 
 /** What the metrics need from the flag store: its list and its change events. */
 export interface FlagSource {
@@ -25,14 +29,6 @@ export interface UpstreamHealthInfo {
   lastReason?: string | undefined;
 }
 
-/** Rollout plans as the cutover_rollout_* gauges read them at scrape time (src/rollout/driver.ts). */
-export interface RolloutMetricsSource {
-  rolloutMetrics(): Array<{ flag: string; state: string; step: number; gates: Array<{ gate: string; value: number | null; limit: number }> }>;
-}
-
-/** The states a rollout plan can be in (cutover_rollout_state has one series per state). */
-export const ROLLOUT_STATE_NAMES = ['running', 'paused', 'completed', 'rolled_back', 'aborted'] as const;
-
 /** Upstream name -> health, read at scrape / status time (never on the hot path). */
 export type HealthProvider = () => Record<string, UpstreamHealthInfo>;
 
@@ -51,6 +47,23 @@ export interface MetricsOptions {
 const OVERFLOW = '_overflow';
 
 /**
+ * cutover_requests_total cells created at 0 for every configured (route, target): the failure
+ * codes the error-ratio queries select that upstreams commonly produce. Not every status: 7 cells
+ * per target keeps cardinality modest; any other code still appears on its first attempt.
+ */
+export const DECLARED_CODES: readonly string[] = ['500', '502', '503', '504', 'connect', 'reset', 'timeout'];
+
+/** cutover_flag_changes_total sources created at 0 per flag (plus the external source's kind, in fleet mode). */
+export const DECLARED_FLAG_SOURCES: readonly string[] = ['admin-api', 'file', 'auto-disable', 'rollout'];
+
+/** What declareConfig needs of a route from config. */
+export interface DeclaredRoute {
+  name: string;
+  flag?: string | undefined;
+  candidate?: string | undefined;
+}
+
+/**
  * cutover's Prometheus metrics in a registry of their own (so several instances in one process
  * do not collide). The per-request series are plain counters in AttemptSeries, looked up once
  * per call by route and target; prom-client formats them at scrape time. (prom-client's own
@@ -62,6 +75,8 @@ export class CutoverMetrics {
   private readonly routes = new Map<string, { legacy: AttemptSeries; candidate: AttemptSeries }>();
   private readonly fallbackSeries = new Map<string, FallbackSeries>();
   private readonly flagChanges: Counter<'flag' | 'source'>;
+  /** Flags whose cutover_flag_changes_total series were created at 0. */
+  private readonly declaredFlags = new Set<string>();
   private readonly onFlagChange: ((c: FlagChange) => void) | undefined;
   private readonly maxSeries: number;
   private rollouts: RolloutMetricsSource | undefined;
@@ -78,11 +93,11 @@ export class CutoverMetrics {
       registers,
       collect() {
         this.reset();
-        for (const s of self.allSeries()) for (const c of s.cells()) this.inc({ route: s.route, target: s.target, code: c.code }, c.n);
+        for (const s of self.allSeries(false)) for (const c of s.cells()) this.inc({ route: s.route, target: s.target, code: c.code }, c.n);
       },
     });
 
-    this.registry.registerMetric(new DurationHistogram(() => self.allSeries()));
+    this.registry.registerMetric(new DurationHistogram(() => self.allSeries(true)));
 
     new Counter({
       name: 'cutover_fallbacks_total',
@@ -91,7 +106,8 @@ export class CutoverMetrics {
       registers,
       collect() {
         this.reset();
-        for (const f of self.fallbackSeries.values()) for (const [reason, n] of f.byReason) this.inc({ route: f.route, reason }, n);
+        // A set: routes past maxSeries share the _overflow object, which must be counted once.
+        for (const f of new Set(self.fallbackSeries.values())) for (const [reason, n] of f.byReason) this.inc({ route: f.route, reason }, n);
       },
     });
 
@@ -153,49 +169,7 @@ export class CutoverMetrics {
       },
     });
 
-    new Gauge({
-      name: 'cutover_rollout_step',
-      help: "The current step of the flag's rollout plan (1-based).",
-      labelNames: ['flag'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of self.rollouts?.rolloutMetrics() ?? []) this.set({ flag: r.flag }, r.step);
-      },
-    });
-
-    new Gauge({
-      name: 'cutover_rollout_state',
-      help: "1 for the state the flag's rollout plan is in (running, paused, completed, rolled_back, aborted), 0 for the others.",
-      labelNames: ['flag', 'state'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const state of ROLLOUT_STATE_NAMES) this.set({ flag: r.flag, state }, r.state === state ? 1 : 0);
-      },
-    });
-
-    new Gauge({
-      name: 'cutover_rollout_gate_value',
-      help: "A rollout gate's live value over its window (error rates as fractions, latencies in ms); absent while it has none.",
-      labelNames: ['flag', 'gate'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const g of r.gates) if (g.value !== null) this.set({ flag: r.flag, gate: g.gate }, g.value);
-      },
-    });
-
-    new Gauge({
-      name: 'cutover_rollout_gate_limit',
-      help: "A rollout gate's limit, as in the plan.",
-      labelNames: ['flag', 'gate'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of self.rollouts?.rolloutMetrics() ?? []) for (const g of r.gates) this.set({ flag: r.flag, gate: g.gate }, g.limit);
-      },
-    });
+    registerRolloutGauges(registers, () => self.rollouts);
 
     this.flagChanges = new Counter({
       name: 'cutover_flag_changes_total',
@@ -205,7 +179,11 @@ export class CutoverMetrics {
     });
 
     if (options.flags) {
-      this.onFlagChange = (c: FlagChange) => this.flagChanges.inc({ flag: c.name, source: c.actor.source });
+      this.onFlagChange = (c: FlagChange) => {
+        // A flag created at run time: its other sources start at 0 from here on.
+        this.declareFlag(c.name);
+        this.flagChanges.inc({ flag: c.name, source: c.actor.source });
+      };
       options.flags.on('change', this.onFlagChange);
     }
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -214,6 +192,31 @@ export class CutoverMetrics {
   /** Where the cutover_rollout_* gauges read from (the rollout driver), or undefined. */
   setRollouts(source: RolloutMetricsSource | undefined): void {
     this.rollouts = source;
+  }
+
+  /**
+   * At config load and reload: creates at 0 the series whose label values config tells, so the
+   * first fallback, failure or flag change is a step rate()/increase() can see (Prometheus does
+   * not count a series' first sample as an increase). Not per request: this builds labels.
+   */
+  declareConfig(routes: readonly DeclaredRoute[], defaultUpstream: string | undefined): void {
+    for (const r of routes) {
+      this.series(r.name, 'legacy').declare(DECLARED_CODES);
+      if (r.candidate !== undefined) {
+        this.series(r.name, 'candidate').declare(DECLARED_CODES);
+        this.fallbacks(r.name).declare(FALLBACK_REASONS);
+      }
+      if (r.flag !== undefined) this.declareFlag(r.flag);
+    }
+    if (defaultUpstream !== undefined) this.series('default', 'legacy').declare(DECLARED_CODES);
+    for (const f of this.options.flags?.list() ?? []) this.declareFlag(f.name);
+  }
+
+  private declareFlag(flag: string): void {
+    if (this.declaredFlags.has(flag) || this.declaredFlags.size >= this.maxSeries) return;
+    this.declaredFlags.add(flag);
+    const external = this.options.flags?.external?.status().kind;
+    for (const source of external === undefined ? DECLARED_FLAG_SOURCES : [...DECLARED_FLAG_SOURCES, external]) this.flagChanges.inc({ flag, source }, 0);
   }
 
   /** Hot path: the cached series for (route, target). */
@@ -265,13 +268,16 @@ export class CutoverMetrics {
     return r;
   }
 
-  private *allSeries(): Iterable<AttemptSeries> {
+  /**
+   * Every (route, target) with something to show: attempts, or (for the counters, not the
+   * histogram) cells declared at 0 from config.
+   */
+  private *allSeries(observedOnly: boolean): Iterable<AttemptSeries> {
     const seen = new Set<object>();
     for (const r of this.routes.values()) {
       if (seen.has(r)) continue;
       seen.add(r);
-      if (r.legacy.count > 0) yield r.legacy;
-      if (r.candidate.count > 0) yield r.candidate;
+      for (const s of [r.legacy, r.candidate]) if (s.count > 0 || (!observedOnly && s.declared)) yield s;
     }
   }
 }

@@ -150,7 +150,8 @@ export class CutoverObserver implements Observer {
     const w = this.routes.get(route)?.fallbackWindow;
     return {
       total: f?.total ?? 0,
-      by_reason: f ? Object.fromEntries(f.byReason) : {},
+      // Reasons declared at 0 from config are not shown: by_reason lists what happened.
+      by_reason: f ? Object.fromEntries([...f.byReason].filter(([, n]) => n > 0)) : {},
       '1m': w ? w.snapshot(60_000, now).requests : 0,
       '5m': w ? w.snapshot(300_000, now).requests : 0,
     };

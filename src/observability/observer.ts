@@ -3,6 +3,9 @@ import type { Target, Why } from '../routing/decide.js';
 /** Why a request meant for the candidate was served by legacy instead. */
 export type FallbackReason = 'connect' | 'reset' | 'timeout' | '5xx' | 'unhealthy' | 'hedge';
 
+/** Every FallbackReason (cutover_fallbacks_total is created at 0 for each, per route with a candidate). */
+export const FALLBACK_REASONS: readonly FallbackReason[] = ['connect', 'reset', 'timeout', '5xx', 'unhealthy', 'hedge'];
+
 /**
  * How an upstream attempt failed ('5xx' = answered with a status in the fallback list).
  * 'aborted': cancelled because the client left (or its upload passed the limit). 'hedged':
