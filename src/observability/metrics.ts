@@ -88,7 +88,7 @@ export class CutoverMetrics {
 
     new Counter({
       name: 'cutover_requests_total',
-      help: 'Upstream attempts by route, target (legacy|candidate) and code (HTTP status, or the failure kind when no response arrived: connect, reset, timeout, protocol, aborted). A request that fell back counts twice: candidate, then legacy.',
+      help: 'Upstream attempts by route, target (legacy|candidate) and code (HTTP status, or the failure kind when no response arrived: connect, reset, timeout, protocol; aborted = the client left first; hedged = cancelled because the other attempt of a hedged request answered first; 0 = no answer and no known failure kind). A request that fell back counts twice: candidate, then legacy.',
       labelNames: ['route', 'target', 'code'] as const,
       registers,
       collect() {

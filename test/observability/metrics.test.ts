@@ -211,3 +211,11 @@ t.test('a client that leaves first: the attempt is counted as code="aborted", no
   t.equal(api?.candidate?.['1m'].errors, 0, 'the client leaving is not an upstream error');
   t.equal(legacy.seen.length, 0, 'nothing fell back');
 });
+
+t.test("cutover_requests_total's help lists every code value that is not a status, as the README and Grafana use them", async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const { admin } = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } }));
+  const help = (await scrape(admin)).prom.help.get('cutover_requests_total') ?? '';
+  for (const code of ['connect', 'reset', 'timeout', 'protocol', 'aborted', 'hedged', '0']) t.match(help, new RegExp(`\\b${code}\\b`), `help names ${code}`);
+});
