@@ -35,7 +35,7 @@ export function registerRolloutGauges(registers: Registry[], source: () => Rollo
 
   new Gauge({
     name: 'cutover_rollout_gate_value',
-    help: "A rollout gate's live value over its window (error rates as fractions, latencies in ms); absent while it has none.",
+    help: "A rollout gate's live value over its window, in the gate's unit: maxErrorRate, maxShadowMismatch a fraction 0..1; maxP95Ms, maxP99Ms milliseconds; maxErrorRateVsLegacy a ratio, candidate error rate / legacy error rate (2 = twice legacy's). Absent while it has none.",
     labelNames: ['flag', 'gate'] as const,
     registers,
     collect() {
@@ -46,7 +46,7 @@ export function registerRolloutGauges(registers: Registry[], source: () => Rollo
 
   new Gauge({
     name: 'cutover_rollout_gate_limit',
-    help: "A rollout gate's limit, as in the plan.",
+    help: "A rollout gate's limit, as in the plan (same unit as cutover_rollout_gate_value).",
     labelNames: ['flag', 'gate'] as const,
     registers,
     collect() {

@@ -219,3 +219,28 @@ t.test("cutover_requests_total's help lists every code value that is not a statu
   const help = (await scrape(admin)).prom.help.get('cutover_requests_total') ?? '';
   for (const code of ['connect', 'reset', 'timeout', 'protocol', 'aborted', 'hedged', '0']) t.match(help, new RegExp(`\\b${code}\\b`), `help names ${code}`);
 });
+
+t.test("cutover_rollout_gate_value: help and README give each gate's unit (fraction, ms, or a ratio to legacy)", async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const { GATE_NAMES } = await import('../../src/rollout/plan.js');
+  const units: Record<string, RegExp> = {
+    maxErrorRate: /fraction/,
+    maxShadowMismatch: /fraction/,
+    maxP95Ms: /milliseconds|\bms\b/,
+    maxP99Ms: /milliseconds|\bms\b/,
+    maxErrorRateVsLegacy: /ratio/,
+  };
+  t.same(Object.keys(units).sort(), [...GATE_NAMES].sort(), 'every gate has a unit here');
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const { admin } = await startCutover(t, await writeConfig(t, twoSided(legacy, candidate), { f: { enabled: false } }));
+  const help = (await scrape(admin)).prom.help.get('cutover_rollout_gate_value') ?? '';
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const row = readme.split('\n').find((l) => l.startsWith('| `cutover_rollout_gate_value`')) ?? '';
+  // Clauses are separated by ';': each gate's clause names its unit.
+  const unitOf = (text: string, gate: string) => text.split(';').find((c) => new RegExp(`\\b${gate}\\b`).test(c)) ?? '';
+  for (const [gate, unit] of Object.entries(units)) {
+    t.match(unitOf(help, gate), unit, `help: ${gate}`);
+    t.match(unitOf(row, gate), unit, `README: ${gate}`);
+  }
+});
