@@ -180,6 +180,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   if (options.routes) config = configFromObject(options.routes);
   else if (options.routesDir) config = await loadConfigDir(options.routesDir);
   else throw new Error('createCutover needs routesDir or routes');
+  flags.setRouteFlags(config.routes.map((r) => r.flag));
   await flags.start();
   const routing = { ...(options.userId !== undefined && { userId: options.userId }) };
 
@@ -226,6 +227,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
     shadow.setLimits(next.shadowing);
     shadow.setRouteFlags(next.routes);
     config = next;
+    flags.setRouteFlags(next.routes.map((r) => r.flag));
     upstreams = built.upstreams;
     observability.metrics.declareConfig(next.routes, next.default);
     warnMissingFlags(config, flags, logger);

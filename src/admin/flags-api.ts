@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AppliedThenFailedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
+import { AppliedThenFailedError, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
@@ -38,6 +38,7 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     sendJson(res, 200, view);
   } catch (err) {
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
+    if (err instanceof FlagNotUsedError) throw new HttpError(409, 'not_used_by_cutover', err.message);
     // Fleet mode: the flag belongs to Unleash (no admin token, or a change it cannot take).
     if (err instanceof FlagOwnedError) throw new HttpError(409, 'owned_by_unleash', err.message);
     // Applied in Unleash for the fleet, but this replica does not route by it yet.

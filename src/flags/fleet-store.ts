@@ -1,6 +1,6 @@
 import { SerialQueue } from '../util/serial-queue.js';
 import type { Logger } from '../observability/logger.js';
-import { AppliedThenFailedError, applyPatch, NEW_FLAG, sameState, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
+import { AppliedThenFailedError, applyPatch, FlagNotUsedError, NEW_FLAG, sameState, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
 import { fleetViewOf, splitPatch, type ExternalChange, type ExternalFlags } from './fleet.js';
 import type { Actor, FlagChange, FlagPersistence } from './persistence.js';
 
@@ -13,6 +13,8 @@ export interface FleetHost {
   /** The local files' settings, by flag name. */
   readonly states: ReadonlyMap<string, FlagState>;
   view(name: string): FlagView | undefined;
+  /** Is this one of cutover's flags (a route's, or one with a local file)? */
+  uses(name: string): boolean;
   writeLocal(name: string, before: FlagState | undefined, after: FlagState, actor: Actor): Promise<void>;
   /** Makes the hot path route by the source's current decision for this flag. */
   recompose(name: string): void;
@@ -63,6 +65,7 @@ export class FleetChanges {
   set(name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
     const { external, host } = this;
     const { routing, local } = splitPatch(patch);
+    if (!host.uses(name)) return Promise.reject(this.notUsed(name));
     // Changes to one flag run in order; the Unleash calls (seconds, when Unleash is slow) do not
     // hold up another flag's change, a rollback above all. Local writes and audit lines still go
     // through the store's one queue.
@@ -119,6 +122,15 @@ export class FleetChanges {
     });
   }
 
+  private notUsed(name: string): FlagNotUsedError {
+    const kind = this.external.kind === 'unleash' ? 'Unleash' : this.external.kind;
+    const file = this.persistence ? ` and there is no ${this.persistence.where(name)}` : '';
+    return new FlagNotUsedError(
+      `flag "${name}" is not used by cutover: no route uses it${file}. In fleet mode cutover changes only the ${kind} toggles it routes by, never another application's; nothing was changed. Add the route that uses it first, or change it in ${kind}.`,
+      this.external.kind,
+    );
+  }
+
   /** Flag queues alive now (one per flag with a change queued or running), for tests. */
   get queueCount(): number {
     return this.flagQueues.size;
@@ -147,8 +159,11 @@ export class FleetChanges {
       if (c.after === undefined) this.lastExternal.delete(c.name);
       else this.lastExternal.set(c.name, { seq: ++this.externalSeq, before: c.before });
     }
+    // The company's other toggles change too: routed by (a reload may add their route) but not
+    // cutover's to audit, log or count (a metric series per toggle in the environment).
+    const ours = changes.filter((c) => this.host.uses(c.name));
     void this.host.queue.run(async () => {
-      for (const c of changes) {
+      for (const c of ours) {
         const change: FlagChange = { name: c.name, before: c.before, after: c.after, actor: { source: this.external.kind }, time: new Date().toISOString() };
         await this.persistence?.audit(change).catch((err: Error) => this.logger.error({ err: err.message }, 'cannot write the audit log'));
         this.logger.info({ flag: c.name, source: change.actor.source, before: c.before, after: c.after }, c.after ? 'flag changed' : 'flag removed');

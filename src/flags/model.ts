@@ -228,6 +228,18 @@ export class FlagOwnedError extends Error {
   }
 }
 
+/**
+ * Fleet mode: a change to a toggle cutover does not use (no route's flag, no local file), most
+ * likely another application's in the same Unleash environment: refused before anything is
+ * changed, so an admin call here cannot switch off someone else's feature for the whole company.
+ */
+export class FlagNotUsedError extends FlagOwnedError {
+  constructor(message: string, owner: string) {
+    super(message, owner);
+    this.name = 'FlagNotUsedError';
+  }
+}
+
 /** The flag's owner could not be reached or refused the change (admin API: 502). */
 export class FlagSourceError extends Error {
   constructor(message: string) {

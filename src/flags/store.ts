@@ -20,6 +20,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly compiled = new Map<string, CompiledFlag>();
   private readonly queue = new SerialQueue();
   private readonly fleet: FleetChanges | undefined;
+  /** The flags the current routes use (set by setRouteFlags at start and on every reload). */
+  private routeFlags: ReadonlySet<string> = new Set();
 
   constructor(
     private readonly logger: Logger,
@@ -35,7 +37,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
         {
           queue: this.queue,
           states: this.states,
-          view: (name) => this.view(name),
+          view: (name) => this.fleetView(name),
+          uses: (name) => this.uses(name),
           writeLocal: (name, before, after, actor) => this.writeLocal(name, before, after, actor),
           recompose: (name) => this.recompose(name),
           emitChange: (change) => this.emit('change', change),
@@ -64,15 +67,28 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     return this.compiled.get(name);
   }
 
+  /**
+   * The flags the routes use. In fleet mode the Unleash environment also holds the company's other
+   * toggles: only these and the flags with a local file are cutover's to list, export and change.
+   */
+  setRouteFlags(names: Iterable<string | undefined>): void {
+    this.routeFlags = new Set([...names].filter((n): n is string => n !== undefined));
+  }
+
+  /** Is this flag cutover's (always, outside fleet mode)? */
+  uses(name: string): boolean {
+    return this.external === undefined || this.routeFlags.has(name) || this.states.has(name);
+  }
+
   view(name: string): FlagView | undefined {
     const s = this.states.get(name);
-    if (this.external) return fleetView(this.external, name, s);
+    if (this.external) return this.uses(name) ? this.fleetView(name) : undefined;
     return s && { name, ...s };
   }
 
   list(): FlagView[] {
     const names = new Set(this.states.keys());
-    if (this.external) for (const n of this.external.names()) names.add(n);
+    if (this.external) for (const n of this.external.names()) if (this.uses(n)) names.add(n);
     return [...names].sort().map((n) => this.view(n) as FlagView);
   }
 
@@ -110,6 +126,11 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
     await this.queue.idle();
     await this.external?.close();
     await this.persistence?.close();
+  }
+
+  /** Any flag's fleet view, cutover's or not (the hot path and audit lines need them all). */
+  private fleetView(name: string): FlagView | undefined {
+    return this.external && fleetView(this.external, name, this.states.get(name));
   }
 
   private recompose(name: string): void {

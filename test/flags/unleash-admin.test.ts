@@ -1,10 +1,10 @@
 // UnleashAdmin and the fleet-mode admin POST against a small real HTTP server standing in for
 // Unleash (test/helpers/fake-unleash.ts).
 import t, { type Test } from 'tap';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { postJson } from '../helpers/http.js';
-import { startCutover, writeConfig } from '../helpers/servers.js';
+import { startCutover, waitFor, writeConfig } from '../helpers/servers.js';
 import { ADMIN, BACKEND, ENV, fakeUnleash, fleet } from '../helpers/fake-unleash.js';
 import { UnleashAdmin, UnleashChangeError } from '../../src/flags/unleash-admin.js';
 
@@ -184,6 +184,9 @@ t.test('shutting down while the SDK retries a failing fetch does not crash the p
 t.test('a slow Unleash call for one flag does not hold up a rollback of another', async (t) => {
   const f = await fleet(t);
   f.u.seed('ramp', true, 10);
+  // A flag of cutover's (it changes only those): this replica has a settings file for it.
+  await writeFile(join(f.dirs.flagsDir, 'ramp.json'), JSON.stringify({ enabled: false, percentage: 0, health_check_interval: 30 }));
+  await waitFor(() => f.running.cutover.store.uses('ramp'), 3000, 'ramp.json to be read');
   f.u.slow.set('ramp', 1500); // every admin call about "ramp": 1.5 s
   const started = Date.now();
   const ramp = postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/ramp`, { percentage: 50 }).then((r) => ({ status: r.status, at: Date.now() - started }));

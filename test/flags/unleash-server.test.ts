@@ -193,6 +193,9 @@ t.test('fleet mode against a real Unleash server', async (t) => {
   // ---- the toggle: flexibleRollout 25%, stickiness userId, groupId = toggle name --------------
   const strategyId = await api.createRollout(25);
   await api.on();
+  // Another application's toggle in the same environment: not cutover's to list or change.
+  await api.call('POST', '/projects/default/features', { name: 'checkout_new_ui', type: 'release' });
+  await api.call('POST', `/projects/default/features/checkout_new_ui/environments/${ENV}/on`);
 
   // The oracle: unleash-client, as any app in the company would use it.
   const oracle = new Unleash({
@@ -217,7 +220,10 @@ t.test('fleet mode against a real Unleash server', async (t) => {
   const candidate = await startUpstream(t, 'candidate');
   const dirs = await writeConfig(t, {
     upstreams: { legacy: { url: legacy.url }, candidate: { url: candidate.url } },
-    routes: [{ name: 'customers', match: { path: '/api/customers' }, legacy: 'legacy', candidate: 'candidate', flag: TOGGLE }],
+    routes: [
+      { name: 'customers', match: { path: '/api/customers' }, legacy: 'legacy', candidate: 'candidate', flag: TOGGLE },
+      { name: 'orders', match: { path: '/api/orders' }, legacy: 'legacy', candidate: 'candidate', flag: 'order_cutover' },
+    ],
   });
   const flagsB = join(dirs.root, 'flags-b');
   await mkdir(flagsB);
@@ -298,9 +304,15 @@ t.test('fleet mode against a real Unleash server', async (t) => {
   t.same(disagreements(a50, oracleOn), [], '50% (set through cutover): every user agrees with unleash-client');
   t.same(USERS.filter((u) => a50.get(u) !== b50.get(u)), [], '50%: replicas agree');
   const created = await postJson(`${b.admin}/api/v1/flags/order_cutover`, { enabled: true, percentage: 10 });
-  t.equal(created.status, 200, 'a new flag through an admin-token replica is created in Unleash');
+  t.equal(created.status, 200, "a route's flag Unleash lacks, through an admin-token replica, is created in Unleash");
   const orderDev = ((await api.get('order_cutover')).environments as Array<{ name: string; enabled: boolean; strategies: unknown[] }>).find((e) => e.name === ENV);
   t.match(orderDev, { enabled: true, strategies: [{ name: 'flexibleRollout', parameters: { rollout: '10', stickiness: 'userId', groupId: 'order_cutover' } }] }, 'as flexibleRollout 10%, stickiness userId, groupId = name');
+  const other = await postJson(`${b.admin}/api/v1/flags/checkout_new_ui`, { enabled: false });
+  t.match({ status: other.status, ...other.json<object>() }, { status: 409, error: 'not_used_by_cutover' }, "another application's toggle: 409 even with an admin token");
+  const checkoutDev = ((await api.get('checkout_new_ui')).environments as Array<{ name: string; enabled: boolean }>).find((e) => e.name === ENV);
+  t.match(checkoutDev, { enabled: true }, 'and it stays on in Unleash');
+  const listed = (await http(`${b.admin}/api/v1/flags`)).json<{ flags: Array<{ name: string }> }>().flags.map((f) => f.name);
+  t.same(listed, ['order_cutover', TOGGLE].sort(), "GET /api/v1/flags lists cutover's flags only");
   const badShape = await postJson(`${b.admin}/api/v1/flags/${TOGGLE}`, { cohort: ['pilot-1'] });
   t.equal(badShape.status, 409, 'cohort has no place in Unleash: 409 even with an admin token');
 
