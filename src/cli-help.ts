@@ -36,7 +36,8 @@ Environment:
 export const CHECK_HELP = `Usage: cutover check --routes DIR [--flags DIR]
 
 Validates route config (and flag files, if --flags is given) and exits non-zero, printing every
-problem with its file and key path, when anything is wrong.
+problem with its file and key path, when anything is wrong. Keys are parsed and secretEnv
+variables read from this environment, as serve does: run it where serve runs.
 `;
 
 export const DEMO_HELP = `Usage: cutover demo [options]

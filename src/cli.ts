@@ -10,6 +10,7 @@ import { createLogger, silentLogger } from './observability/logger.js';
 import { serve, type Running } from './server.js';
 import { parseDuration } from './util/duration.js';
 import { reloadLogged } from './config/watch.js';
+import { checkRouting, secretEnvNames } from './routing/compile.js';
 import { DEFAULTS, ENV } from './defaults.js';
 import { CHECK_HELP, DEMO_HELP, mainHelp, SERVE_HELP } from './cli-help.js';
 import { applyHeapGrowth, type HeapGrowth } from './util/heap-growth.js';
@@ -159,7 +160,11 @@ async function cmdCheck(args: string[]): Promise<void> {
   let bad = false;
   try {
     const cfg = await loadConfigDir(dir);
+    // Keys and secrets are compiled as serve compiles them, so a config check passes serve accepts.
+    checkRouting(cfg);
     process.stdout.write(`${dir}: ok (${cfg.files.length} file(s), ${cfg.upstreams.size} upstream(s), ${cfg.routes.length} route(s))\n`);
+    const envNames = secretEnvNames(cfg);
+    if (envNames.length > 0) process.stdout.write(`${dir}: secretEnv ${envNames.join(', ')} checked against this environment (serve reads its own)\n`);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`${err.message}\n`);

@@ -26,6 +26,15 @@ export interface Config {
   shadowing: ShadowingConfig;
   routes: RouteConfig[];
   files: string[];
+  /** Where sections were set, so problems found later (compiling keys, reading secretEnv) name file and key. */
+  origin: ConfigOrigin;
+}
+
+export interface ConfigOrigin {
+  identity: string | undefined;
+  qaOverride: string | undefined;
+  /** Per entry of `routes`: its file and its index in that file's routes list. */
+  routes: Array<{ file: string; index: number }>;
 }
 
 export const DEFAULT_LIMITS: LimitsConfig = {
@@ -204,6 +213,7 @@ export function validateConfig(inputs: Array<{ file: string; data: unknown }>): 
     shadowing: single.shadowing ?? { concurrency: 16, queue: 256 },
     routes: routes.map((r) => r.route),
     files: inputs.map((i) => i.file),
+    origin: { identity: setIn.get('identity'), qaOverride: setIn.get('qaOverride'), routes: routes.map(({ file, index }) => ({ file, index })) },
   };
 }
 

@@ -1,12 +1,12 @@
 import type { BlockList } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { createHash } from 'node:crypto';
-import { trustedProxyList, type Config } from '../config/load.js';
+import { ConfigError, trustedProxyList, type Config, type ConfigProblem } from '../config/load.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { compilePolicy, type FallbackPolicy } from '../proxy/fallback.js';
 import { compileShadow, type CompiledShadow } from '../shadow/shadower.js';
-import { compileIdentity, type Identify } from './identity.js';
+import { compileIdentity, IdentitySettingsError, type Identify } from './identity.js';
 import { RouteTable } from './match.js';
 
 /** A route as the hot path sees it: upstreams resolved, identity compiled. */
@@ -43,32 +43,27 @@ export interface QaOverride {
   readonly secretHash: Buffer;
 }
 
+export interface CompileOptions {
+  env?: NodeJS.ProcessEnv;
+  userId?: (req: IncomingMessage) => string | undefined;
+}
+
 export function compileRouting(
   config: Config,
   upstreams: ReadonlyMap<string, Upstream>,
   health: ReadonlyMap<string, UpstreamHealth>,
-  options: { env?: NodeJS.ProcessEnv; userId?: (req: IncomingMessage) => string | undefined } = {},
+  options: CompileOptions = {},
 ): RoutingState {
-  const env = options.env ?? process.env;
-  let qa: QaOverride | undefined;
-  if (config.qaOverride) {
-    const secret = config.qaOverride.secret ?? env[config.qaOverride.secretEnv as string];
-    if (!secret) throw new Error(`qaOverride: environment variable ${config.qaOverride.secretEnv} is not set`);
-    if (secret.length < 16) throw new Error('qaOverride: the secret must be at least 16 characters');
-    qa = { header: config.qaOverride.header, secretHash: createHash('sha256').update(secret).digest() };
-  }
+  const { qa, defaultIdentity, routeIdentity } = compileSettings(config, options);
   const table = new RouteTable<CompiledRoute>();
-  // A host gateway may know the user already (its own auth): that wins over every configured source.
-  const hostIdentity: Identify | undefined = options.userId;
-  const defaultIdentity = hostIdentity ?? compileIdentity(config.identity);
   const routes: CompiledRoute[] = [];
-  for (const r of config.routes) {
+  for (const [i, r] of config.routes.entries()) {
     const route: CompiledRoute = {
       name: r.name,
       legacy: upstreams.get(r.legacy) as Upstream,
       candidate: r.candidate !== undefined ? upstreams.get(r.candidate) : undefined,
       flag: r.flag,
-      identify: hostIdentity ?? (r.identity ? compileIdentity(r.identity) : defaultIdentity),
+      identify: routeIdentity[i] ?? defaultIdentity,
       policy: compilePolicy(r),
       legacyHealth: health.get(r.legacy) as UpstreamHealth,
       candidateHealth: r.candidate !== undefined ? health.get(r.candidate) : undefined,
@@ -88,4 +83,62 @@ export function compileRouting(
     maxBody: config.limits.maxBody,
     qa,
   };
+}
+
+/**
+ * Checks what loading cannot: keys that must parse and secrets read from the environment (as
+ * serve reads them). Throws ConfigError naming the file and key of every problem.
+ */
+export function checkRouting(config: Config, options: CompileOptions = {}): void {
+  compileSettings(config, options);
+}
+
+/** The environment variables the config reads its secrets from (qaOverride and jwt secretEnv). */
+export function secretEnvNames(config: Config): string[] {
+  const names = new Set<string>();
+  if (config.qaOverride?.secretEnv) names.add(config.qaOverride.secretEnv);
+  for (const id of [config.identity, ...config.routes.map((r) => r.identity)]) {
+    for (const s of id?.sources ?? []) if ('jwt' in s && s.jwt.secretEnv) names.add(s.jwt.secretEnv);
+  }
+  return [...names];
+}
+
+interface Settings {
+  qa: QaOverride | undefined;
+  defaultIdentity: Identify;
+  /** Per route: its own identity, if it has one (the host's wins over everything). */
+  routeIdentity: Array<Identify | undefined>;
+}
+
+function compileSettings(config: Config, options: CompileOptions): Settings {
+  const env = options.env ?? process.env;
+  const problems: ConfigProblem[] = [];
+  const origin = config.origin;
+  let qa: QaOverride | undefined;
+  if (config.qaOverride) {
+    const file = origin.qaOverride ?? '';
+    const secret = config.qaOverride.secret ?? env[config.qaOverride.secretEnv as string];
+    if (!secret) problems.push({ file, key: 'qaOverride.secretEnv', message: `environment variable ${config.qaOverride.secretEnv} is not set (or empty) in this environment` });
+    else if (secret.length < 16) problems.push({ file, key: 'qaOverride.secretEnv', message: `environment variable ${config.qaOverride.secretEnv} holds ${secret.length} characters: use a secret of at least 16` });
+    else qa = { header: config.qaOverride.header, secretHash: createHash('sha256').update(secret).digest() };
+  }
+  const identity = (cfg: Parameters<typeof compileIdentity>[0], file: string, at: string): Identify => {
+    try {
+      return compileIdentity(cfg);
+    } catch (err) {
+      if (!(err instanceof IdentitySettingsError)) throw err;
+      for (const p of err.problems) problems.push({ file, key: `${at}.${p.key}`, message: p.message });
+      return () => undefined;
+    }
+  };
+  // A host gateway may know the user already (its own auth): that wins over every configured source.
+  const host: Identify | undefined = options.userId;
+  const defaultIdentity = host ?? identity(config.identity, origin.identity ?? '', 'identity');
+  const routeIdentity = config.routes.map((r, i) => {
+    if (host) return host;
+    const at = origin.routes[i] ?? { file: '', index: i };
+    return r.identity ? identity(r.identity, at.file, `routes[${at.index}].identity`) : undefined;
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { qa, defaultIdentity, routeIdentity };
 }

@@ -20,8 +20,35 @@ export interface IdentityLog {
   info(obj: object, msg: string): void;
 }
 
+/**
+ * Settings that passed the schema but cannot be used (a key that does not parse, an unset
+ * secretEnv); each key is a path inside the identity block, e.g. sources[0].jwt.publicKey.
+ */
+export class IdentitySettingsError extends Error {
+  constructor(readonly problems: ReadonlyArray<{ key: string; message: string }>) {
+    super(problems.map((p) => `${p.key}: ${p.message}`).join('\n'));
+    this.name = 'IdentitySettingsError';
+  }
+}
+
+class SettingError extends Error {
+  constructor(readonly key: string, message: string) {
+    super(message);
+  }
+}
+
 export function compileIdentity(cfg: IdentityConfig, env: NodeJS.ProcessEnv = process.env, log?: IdentityLog): Identify {
-  const sources = cfg.sources.map((s) => compileSource(s, env, log));
+  const problems: Array<{ key: string; message: string }> = [];
+  const sources = cfg.sources.map((s, i) => {
+    try {
+      return compileSource(s, env, log);
+    } catch (err) {
+      if (!(err instanceof SettingError)) throw err;
+      problems.push({ key: `sources[${i}].jwt.${err.key}`, message: err.message });
+      return () => undefined;
+    }
+  });
+  if (problems.length > 0) throw new IdentitySettingsError(problems);
   if (sources.length === 1) return sources[0] as Source;
   const tryFrom = (req: IncomingMessage, start: number): string | undefined | Promise<string | undefined> => {
     for (let i = start; i < sources.length; i++) {
@@ -162,10 +189,10 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
   let key: Uint8Array | KeyObject | Promise<JWTVerifyGetKey>;
   const jwksUrl = cfg.jwksUrl;
   if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, log));
-  else if (cfg.publicKey) key = createPublicKey(cfg.publicKey);
+  else if (cfg.publicKey) key = publicKey(cfg.publicKey);
   else {
     const secret = cfg.secret ?? env[cfg.secretEnv as string];
-    if (!secret) throw new Error(`identity jwt: environment variable ${cfg.secretEnv} is not set`);
+    if (!secret) throw new SettingError('secretEnv', `environment variable ${cfg.secretEnv} is not set (or empty) in this environment`);
     key = new TextEncoder().encode(secret);
   }
   return async (token) => {
@@ -174,6 +201,14 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
     const r = typeof k === 'function' ? await jwtVerify(token, k, options) : await jwtVerify(token, k, options);
     return r.payload;
   };
+}
+
+function publicKey(pem: string): KeyObject {
+  try {
+    return createPublicKey(pem);
+  } catch (err) {
+    throw new SettingError('publicKey', `not a PEM public key (${(err as Error).message}); paste the whole -----BEGIN PUBLIC KEY----- block`);
+  }
 }
 
 /** After a failed JWKS fetch, wait this long before the next, doubling while it keeps failing. */
