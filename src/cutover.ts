@@ -182,7 +182,7 @@ async function startCore(options: CutoverOptions, logger: Logger, flags: FlagSto
   else throw new Error('createCutover needs routesDir or routes');
   flags.setRouteFlags(config.routes.map((r) => r.flag));
   await flags.start();
-  const routing = { ...(options.userId !== undefined && { userId: options.userId }) };
+  const routing = { log: logger, ...(options.userId !== undefined && { userId: options.userId }) };
 
   let { upstreams } = createUpstreams(config.upstreams);
   const health = new HealthRegistry(flags, logger);

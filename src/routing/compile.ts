@@ -6,7 +6,7 @@ import type { Upstream } from '../upstream/pools.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { compilePolicy, type FallbackPolicy } from '../proxy/fallback.js';
 import { compileShadow, type CompiledShadow } from '../shadow/shadower.js';
-import { compileIdentity, IdentitySettingsError, type Identify } from './identity.js';
+import { compileIdentity, IdentitySettingsError, type Identify, type IdentityLog } from './identity.js';
 import { RouteTable } from './match.js';
 
 /** A route as the hot path sees it: upstreams resolved, identity compiled. */
@@ -45,6 +45,8 @@ export interface QaOverride {
 
 export interface CompileOptions {
   env?: NodeJS.ProcessEnv;
+  /** Where identity sources report trouble (a failing JWKS); cutover passes its logger. */
+  log?: IdentityLog;
   userId?: (req: IncomingMessage) => string | undefined;
 }
 
@@ -124,7 +126,7 @@ function compileSettings(config: Config, options: CompileOptions): Settings {
   }
   const identity = (cfg: Parameters<typeof compileIdentity>[0], file: string, at: string): Identify => {
     try {
-      return compileIdentity(cfg);
+      return compileIdentity(cfg, undefined, options.log);
     } catch (err) {
       if (!(err instanceof IdentitySettingsError)) throw err;
       for (const p of err.problems) problems.push({ file, key: `${at}.${p.key}`, message: p.message });

@@ -1,6 +1,8 @@
 import t, { type Test } from 'tap';
 import { SignJWT, generateKeyPair, exportJWK, type JWK } from 'jose';
 import { createServer } from 'node:http';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { http } from '../helpers/http.js';
@@ -31,11 +33,11 @@ const sign = (key: Key, kid: string, sub: string) =>
   new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(sub).setExpirationTime('1h').sign(key.privateKey);
 
 /** cutover with one JWKS identity source; `via(token)` answers which side served the request. */
-async function proxyWith(t: Test, jwksUrl: string, cohort: string[]) {
+async function proxyWith(t: Test, jwksUrl: string, cohort: string[], logger?: Logger) {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
   const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { jwksUrl } }] } });
-  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort } }));
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort } }), logger ? { logger } : {});
   return async (token: string) =>
     (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
 }
@@ -61,6 +63,24 @@ t.test('a JWKS outage is not remembered per token, and a burst during it does no
   await waitFor(async () => (await via(alice)) === 'candidate', 5000, 'alice to be identified again');
   t.pass(`the JWKS is back: alice is alice again after ${Date.now() - back} ms (her failure was not cached)`);
   t.equal(await via(tokens[3] as string), 'candidate', 'and so is everyone else');
+});
+
+t.test("a JWKS outage is in cutover's log: a warning per failed fetch, a line when it answers again", async (t) => {
+  const k1 = await generateKeyPair('RS256');
+  const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
+  jwks.down = true;
+  const lines: Array<{ level: number; msg: string }> = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }));
+  const via = await proxyWith(t, jwks.url, ['alice'], logger);
+  const alice = await sign(k1, 'k1', 'alice');
+  t.equal(await via(alice), 'legacy', 'JWKS answers 503: anonymous');
+  t.match(
+    lines.filter((l) => l.msg.startsWith('JWKS')),
+    [{ level: 40, msg: 'JWKS fetch failed: its users are anonymous until it answers', jwksUrl: jwks.url, retryInMs: 1000, err: /Expected 200 OK/ }],
+  );
+  jwks.down = false;
+  await waitFor(async () => (await via(alice)) === 'candidate', 5000, 'alice to be identified again');
+  t.match(lines.filter((l) => l.msg.startsWith('JWKS')).at(-1), { level: 30, msg: 'JWKS answers again', jwksUrl: jwks.url });
 });
 
 t.test('concurrent first requests share one JWKS fetch', async (t) => {
