@@ -126,7 +126,7 @@ function compileSettings(config: Config, options: CompileOptions): Settings {
   }
   const identity = (cfg: Parameters<typeof compileIdentity>[0], file: string, at: string): Identify => {
     try {
-      return compileIdentity(cfg, undefined, options.log);
+      return compileIdentity(cfg, env, options.log);
     } catch (err) {
       if (!(err instanceof IdentitySettingsError)) throw err;
       for (const p of err.problems) problems.push({ file, key: `${at}.${p.key}`, message: p.message });
