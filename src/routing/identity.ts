@@ -106,7 +106,7 @@ function jwtSource(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLo
   // Verifying a signature per request is the expensive part; a token's answer can't change before
   // it expires, so cache it (bounded) until then. Bad tokens are cached briefly too, so a client
   // repeating a forged token costs one verification a minute, not one per request.
-  const cache = new LRUCache<string, Cached>({ max: 10_000, ttl: 5 * 60_000, ttlAutopurge: false });
+  const cache = new LRUCache<string, Cached>({ max: 10_000, ttl: MAX_CACHE_MS, ttlAutopurge: false });
   const header = cfg.header.toLowerCase();
   return (req) => {
     const token = cfg.cookie ? readCookie(req.headers.cookie, cfg.cookie) : bearer(req.headers[header]);
@@ -116,19 +116,35 @@ function jwtSource(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLo
     return verify(token).then(
       (payload) => {
         const id = claimValue(payload, cfg.claim);
-        const ttl = payload.exp ? Math.max(1000, Math.min(payload.exp * 1000 - Date.now(), 5 * 60_000)) : 5 * 60_000;
-        cache.set(token, { id }, { ttl });
+        // Until exp exactly: a token must not be trusted a moment after it expires.
+        const ttl = payload.exp !== undefined ? Math.min(payload.exp * 1000 - Date.now(), MAX_CACHE_MS) : MAX_CACHE_MS;
+        if (ttl > 0) cache.set(token, { id }, { ttl });
         return id;
       },
       (err: unknown) => {
         // Only a verdict about the token itself is remembered: a JWKS that failed, timed out or does
         // not list the token's key yet says nothing about the token, and caching that would keep its
         // user anonymous (on legacy) for a minute after the JWKS is back.
-        if (TOKEN_VERDICTS.has(codeOf(err))) cache.set(token, { id: undefined }, { ttl: 60_000 });
+        if (!TOKEN_VERDICTS.has(codeOf(err))) return undefined;
+        const ttl = Math.min(notBeforeIn(err) ?? REJECTED_CACHE_MS, REJECTED_CACHE_MS);
+        if (ttl > 0) cache.set(token, { id: undefined }, { ttl });
         return undefined;
       },
     );
   };
+}
+
+const MAX_CACHE_MS = 5 * 60_000;
+const REJECTED_CACHE_MS = 60_000;
+
+/**
+ * A token refused for an nbf still ahead (the issuer's clock a little ahead of ours) becomes valid
+ * by itself: its verdict holds only until then, in ms from now.
+ */
+function notBeforeIn(err: unknown): number | undefined {
+  const e = err as { claim?: unknown; payload?: { nbf?: unknown } };
+  const nbf = e.claim === 'nbf' ? e.payload?.nbf : undefined;
+  return typeof nbf === 'number' ? nbf * 1000 - Date.now() : undefined;
 }
 
 /** jose error codes that judge the token itself: the same token always gets the same one. */

@@ -143,3 +143,30 @@ t.test('unverified tokens still have to match the configured issuer and audience
   t.equal(await via(await token('https://auth.example.com', 'shop', '-1m')), 'legacy', 'expired: anonymous');
   t.equal(await via('not.a-jwt'), 'legacy', 'garbage: anonymous');
 });
+
+t.test('a token not valid yet is anonymous only until its nbf; a verified one is trusted only until its exp', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const secret = 'a-shared-secret-for-this-test-only';
+  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { secret } }] } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort: ['alice', 'bob'] } }));
+  const via = async (token: string) =>
+    (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
+  const key = new TextEncoder().encode(secret);
+  const sleepUntil = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms - Date.now())));
+
+  // The issuer's clock is 2 s ahead of ours: the token becomes valid here by itself.
+  const nbf = Math.floor(Date.now() / 1000) + 2;
+  const early = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setNotBefore(nbf).setExpirationTime('1h').sign(key);
+  t.equal(await via(early), 'legacy', 'nbf ahead: anonymous for now');
+  await sleepUntil(nbf * 1000 + 50);
+  t.equal(await via(early), 'candidate', 'past its nbf: alice (the early verdict was not kept for a minute)');
+
+  // A token with under a second left: 400-500 ms after it is verified, it expires.
+  while (Date.now() % 1000 < 500 || Date.now() % 1000 >= 600) await new Promise((r) => setTimeout(r, 10));
+  const exp = Math.ceil(Date.now() / 1000);
+  const short = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bob').setExpirationTime(exp).sign(key);
+  t.equal(await via(short), 'candidate', 'bob, while his token is valid');
+  await sleepUntil(exp * 1000 + 100);
+  t.equal(await via(short), 'legacy', 'expired 100 ms ago: no longer bob (not cached past exp)');
+});
