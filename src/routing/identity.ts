@@ -195,10 +195,17 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
     // The hop in front may verify tokens for several issuers and audiences: the configured ones
     // still decide. jose exposes its claim checks (iss, aud, exp, nbf) only through
     // UnsecuredJWT.decode, which wants an alg "none" header and no signature: give it the payload so.
+    // The hop in front may also accept algorithms this route does not: configured ones still decide.
+    const algorithms = cfg.algorithms;
     return async (token) => {
       const { UnsecuredJWT, errors } = await loadJose();
       const parts = token.split('.');
       if (parts.length !== 3) throw new errors.JWTInvalid('not a JWT');
+      if (algorithms) {
+        const alg = headerAlg(parts[0] as string);
+        if (alg === undefined) throw new errors.JWSInvalid('the protected header has no "alg"');
+        if (!algorithms.includes(alg)) throw new errors.JOSEAlgNotAllowed(`"alg" ${alg} is not among the configured algorithms`);
+      }
       return UnsecuredJWT.decode(`${UNSECURED_HEADER}.${parts[1]}.`, claims).payload;
     };
   }
@@ -217,6 +224,16 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
     const r = typeof k === 'function' ? await jwtVerify(token, k, options) : await jwtVerify(token, k, options);
     return r.payload;
   };
+}
+
+function headerAlg(part: string): string | undefined {
+  try {
+    const header: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    const alg = typeof header === 'object' && header !== null ? (header as { alg?: unknown }).alg : undefined;
+    return typeof alg === 'string' ? alg : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function publicKey(pem: string): KeyObject {

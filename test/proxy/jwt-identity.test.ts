@@ -144,6 +144,23 @@ t.test('unverified tokens still have to match the configured issuer and audience
   t.equal(await via('not.a-jwt'), 'legacy', 'garbage: anonymous');
 });
 
+t.test('unverified tokens still have to be signed with a configured algorithm, if algorithms are set', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate');
+  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { unverified: true as const, algorithms: ['RS256', 'ES256'] } }] } });
+  const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort: ['alice'] } }));
+  const via = async (token: string) =>
+    (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
+  const rsa = await generateKeyPair('RS256');
+  const signed = (alg: string, key: Parameters<SignJWT['sign']>[0]) => new SignJWT({}).setProtectedHeader({ alg }).setSubject('alice').setExpirationTime('1h').sign(key);
+  t.equal(await via(await signed('RS256', rsa.privateKey)), 'candidate', 'RS256 is configured: alice');
+  t.equal(await via(await signed('HS256', new TextEncoder().encode('x'.repeat(32)))), 'legacy', 'HS256 is not: anonymous');
+  const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"alice"}').toString('base64url')}.`;
+  t.equal(await via(none), 'legacy', 'alg none: anonymous');
+  const noAlg = `${Buffer.from('{"typ":"JWT"}').toString('base64url')}.${Buffer.from('{"sub":"alice"}').toString('base64url')}.x`;
+  t.equal(await via(noAlg), 'legacy', 'no alg at all: anonymous');
+});
+
 t.test('a token not valid yet is anonymous only until its nbf; a verified one is trusted only until its exp', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
