@@ -108,6 +108,8 @@ const jwtSourceSchema = z
     secretEnv: z.string().min(1).optional(),
     publicKey: z.string().min(1).optional(),
     jwksUrl: httpUrl.optional(),
+    /** Per JWKS fetch; requests with tokens wait on a fetch, so this is short (default 1s). */
+    jwksTimeout: duration.refine((ms) => ms >= 100 && ms <= 10_000, 'jwksTimeout must be between 100ms and 10s (requests wait on the fetch)').optional(),
     issuer: z.string().optional(),
     audience: z.string().optional(),
     algorithms: z.array(jwsAlgorithm).min(1, 'list at least one algorithm, or leave algorithms out').optional(),
@@ -121,6 +123,9 @@ const jwtSourceSchema = z
         code: 'custom',
         message: 'a jwt source needs exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true',
       });
+    }
+    if (j.jwksTimeout !== undefined && j.jwksUrl === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['jwksTimeout'], message: 'jwksTimeout applies to jwksUrl only' });
     }
     // jose refuses a shared secret for RS/ES/PS/EdDSA and a public key for HS: every token would fail.
     const secretKey = j.secret !== undefined || j.secretEnv !== undefined;

@@ -211,7 +211,7 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
   }
   let key: Uint8Array | KeyObject | Promise<JWTVerifyGetKey>;
   const jwksUrl = cfg.jwksUrl;
-  if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, log));
+  if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, cfg.jwksTimeout ?? JWKS_TIMEOUT_MS, log));
   else if (cfg.publicKey) key = publicKey(cfg.publicKey);
   else {
     const secret = cfg.secret ?? env[cfg.secretEnv as string];
@@ -244,6 +244,13 @@ function publicKey(pem: string): KeyObject {
   }
 }
 
+/**
+ * Identity is resolved before routing, so every request with a token waits on a JWKS fetch in
+ * flight: jose's 5 s default would hold them that long against a hanging JWKS. A timeout is a
+ * failed fetch like any other (backoff, keys fetched before still used).
+ */
+const JWKS_TIMEOUT_MS = 1000;
+
 /** After a failed JWKS fetch, wait this long before the next, doubling while it keeps failing. */
 const JWKS_RETRY_MS = 1000;
 const JWKS_RETRY_MAX_MS = 30_000;
@@ -254,8 +261,8 @@ const JWKS_RETRY_MAX_MS = 30_000;
  * retried with a backoff; meanwhile tokens are checked against the keys last fetched (if any), so
  * an outage only costs identities when there are no keys at all or the token's key is new.
  */
-function remoteKeys(j: typeof import('jose'), url: URL, log: IdentityLog | undefined): JWTVerifyGetKey {
-  const remote = j.createRemoteJWKSet(url);
+function remoteKeys(j: typeof import('jose'), url: URL, timeoutDuration: number, log: IdentityLog | undefined): JWTVerifyGetKey {
+  const remote = j.createRemoteJWKSet(url, { timeoutDuration });
   let retryAt = 0;
   let wait = 0;
   let known: JWTVerifyGetKey | undefined;

@@ -169,6 +169,13 @@ identity:
   t.match(out, /exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true/);
 });
 
+t.test('jwksTimeout: a duration for jwksUrl only, 100ms to 10s', async (t) => {
+  const jwt = (extra: string) => problems({ 'i.yaml': `${base}\nidentity:\n  sources:\n    - jwt: { ${extra} }\n` });
+  t.same(jwt('jwksUrl: http://idp/jwks.json, jwksTimeout: 2s'), []);
+  t.match(jwt('secret: s, jwksTimeout: 2s'), [/identity\.sources\[0\]\.jwt\.jwksTimeout: jwksTimeout applies to jwksUrl only/]);
+  t.match(jwt('jwksUrl: http://idp/jwks.json, jwksTimeout: 30s'), [/jwksTimeout must be between 100ms and 10s/]);
+});
+
 t.test('cutover check exits non-zero with clear messages, zero when valid', async (t) => {
   const dir = await tempDir(t);
   const good = join(dir, 'good');

@@ -12,9 +12,10 @@ type Key = Awaited<ReturnType<typeof generateKeyPair>>;
 
 /** A real JWKS endpoint whose keys and health the test changes, counting the requests it gets. */
 async function startJwks(t: Test, keys: JWK[]) {
-  const state = { keys, down: false, hits: 0 };
+  const state = { keys, down: false, hang: false, hits: 0 };
   const server = createServer((_req, res) => {
     state.hits++;
+    if (state.hang) return; // accepts, never answers
     if (state.down) {
       res.statusCode = 503;
       return res.end('down');
@@ -24,7 +25,10 @@ async function startJwks(t: Test, keys: JWK[]) {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  t.teardown(() => server.close());
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
   return Object.assign(state, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` });
 }
 
@@ -33,10 +37,10 @@ const sign = (key: Key, kid: string, sub: string) =>
   new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid }).setSubject(sub).setExpirationTime('1h').sign(key.privateKey);
 
 /** cutover with one JWKS identity source; `via(token)` answers which side served the request. */
-async function proxyWith(t: Test, jwksUrl: string, cohort: string[], logger?: Logger) {
+async function proxyWith(t: Test, jwksUrl: string, cohort: string[], logger?: Logger, jwksTimeout?: string) {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate');
-  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { jwksUrl } }] } });
+  const cfg = twoSided(legacy, candidate, { identity: { sources: [{ jwt: { jwksUrl, ...(jwksTimeout !== undefined && { jwksTimeout }) } }] } });
   const { proxy } = await startCutover(t, await writeConfig(t, cfg, { f: { enabled: true, percentage: 0, cohort } }), logger ? { logger } : {});
   return async (token: string) =>
     (await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } })).json<{ served_by: string }>().served_by;
@@ -81,6 +85,24 @@ t.test("a JWKS outage is in cutover's log: a warning per failed fetch, a line wh
   jwks.down = false;
   await waitFor(async () => (await via(alice)) === 'candidate', 5000, 'alice to be identified again');
   t.match(lines.filter((l) => l.msg.startsWith('JWKS')).at(-1), { level: 30, msg: 'JWKS answers again', jwksUrl: jwks.url });
+});
+
+t.test('a hanging JWKS holds requests for the JWKS timeout (1 s by default), not 5 s', async (t) => {
+  const k1 = await generateKeyPair('RS256');
+  const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
+  jwks.hang = true;
+  const alice = await sign(k1, 'k1', 'alice');
+  const timed = async (via: (token: string) => Promise<string>) => {
+    const started = Date.now();
+    const side = await via(alice);
+    return { side, ms: Date.now() - started };
+  };
+  const byDefault = await timed(await proxyWith(t, jwks.url, ['alice']));
+  t.equal(byDefault.side, 'legacy', 'no keys: anonymous');
+  t.ok(byDefault.ms >= 900 && byDefault.ms < 2500, `default: answered after ${byDefault.ms} ms`);
+  const short = await timed(await proxyWith(t, jwks.url, ['alice'], undefined, '200ms'));
+  t.equal(short.side, 'legacy');
+  t.ok(short.ms >= 150 && short.ms < 900, `jwksTimeout: 200ms: answered after ${short.ms} ms`);
 });
 
 t.test('concurrent first requests share one JWKS fetch', async (t) => {
