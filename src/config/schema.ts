@@ -192,6 +192,13 @@ const routePath = z.string().superRefine((p, ctx) => {
   const fail = (message: string) => ctx.addIssue({ code: 'custom', message });
   if (!p.startsWith('/')) return fail('must start with "/"');
   if (p.includes('?') || p.includes('#')) return fail('routes match the path only: a query or fragment here would never match');
+  // NGINX/Express habits (/customers/*, /customers/{id}): here they would match only that literal text.
+  const segments = p.split('/');
+  const patterned = segments.findIndex((seg) => /[*{}]/.test(seg));
+  if (patterned !== -1) {
+    const prefix = segments.slice(0, patterned).join('/') || '/';
+    return fail(`paths are prefixes, not patterns ("*", "{", "}" match only themselves): write ${prefix}, it matches ${prefix} and everything under it`);
+  }
   // Node refuses such request targets with 400, so no request could reach this route.
   if (/[^\x21-\x7e]/.test(p)) return fail('spaces, control and non-ASCII characters must be percent-encoded (UTF-8), e.g. /caf%C3%A9');
   const normal = normalizePath(p);

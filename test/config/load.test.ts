@@ -225,6 +225,21 @@ t.test('route paths that could never match are refused at load, naming file and 
   t.match(check.stderr, 'routes.yaml: routes[0].match.path: requests are normalized before matching');
 });
 
+t.test('template-style route paths are refused with the prefix to write', async (t) => {
+  const paths = ['/api/v1/customers/*', '/api/v1/customers/{id}', '/api/v1/customers/{id}/orders', '/*', '/api/v1/cust*'];
+  const route = (p: string, i: number) => `  - { name: r${i}, match: { path: ${JSON.stringify(p)} }, legacy: magento }`;
+  t.same(problems({ 'r.yaml': `${base}\nroutes:\n${paths.map(route).join('\n')}\n` }), [
+    'r.yaml: routes[0].match.path: paths are prefixes, not patterns ("*", "{", "}" match only themselves): write /api/v1/customers, it matches /api/v1/customers and everything under it',
+    'r.yaml: routes[1].match.path: paths are prefixes, not patterns ("*", "{", "}" match only themselves): write /api/v1/customers, it matches /api/v1/customers and everything under it',
+    'r.yaml: routes[2].match.path: paths are prefixes, not patterns ("*", "{", "}" match only themselves): write /api/v1/customers, it matches /api/v1/customers and everything under it',
+    'r.yaml: routes[3].match.path: paths are prefixes, not patterns ("*", "{", "}" match only themselves): write /, it matches / and everything under it',
+    'r.yaml: routes[4].match.path: paths are prefixes, not patterns ("*", "{", "}" match only themselves): write /api/v1, it matches /api/v1 and everything under it',
+  ]);
+  // Characters real paths use stay legal: sub-delims, ':' (Google-style /v1/x:run), '@', '~', escapes.
+  const legal = ['/v1/projects/p:run', "/api/a,b;c=d!$&'()+", '/users/@me', '/api/~user', '/api/%7Bid%7D'];
+  t.same(problems({ 'r.yaml': `${base}\nroutes:\n${legal.map(route).join('\n')}\n` }), []);
+});
+
 t.test('jwt algorithms: JWS names jose verifies, and ones the configured key can verify', async (t) => {
   const jwt = (j: string) => problems({ 'i.yaml': `${base}\nidentity:\n  sources:\n    - jwt: ${j}\n` }).join('\n');
   t.match(jwt('{ secret: s3cret, algorithms: [hs256] }'), /i\.yaml: identity\.sources\[0\]\.jwt\.algorithms\[0\]: not a JWS algorithm: "hs256" \(names are case-sensitive: HS256\)/);
