@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AppliedThenFailedError, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
+import { AppliedThenFailedError, assertFlagName, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, parsePatch, UnleashChangeError, type FlagView } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
@@ -32,9 +32,19 @@ export function getFlag(flags: FlagStore, name: string, res: ServerResponse): vo
 
 /** POST /api/v1/flags/:name: partial update, creating the flag if new; answers the full new state. */
 export async function postFlag(flags: FlagStore, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readJson(req);
+  const { patch, expect } = splitExpect(await readJson(req));
   try {
-    const view = await flags.set(name, body, { source: 'admin-api', who: actorOf(req) });
+    if (expect !== undefined) {
+      // A bad name or patch is a 400 whether or not the flag still matches.
+      assertFlagName(name);
+      parsePatch(patch);
+      const now = flags.view(name);
+      const differs = mismatch(now, expect);
+      if (differs !== undefined) {
+        return sendJson(res, 409, { error: 'precondition_failed', message: `${differs}; nothing changed`, current: now ?? null });
+      }
+    }
+    const view = await flags.set(name, patch, { source: 'admin-api', who: actorOf(req) });
     sendJson(res, 200, view);
   } catch (err) {
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
@@ -49,6 +59,37 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     if (err instanceof AppliedThenFailedError) throw new HttpError(500, 'applied_then_failed', err.message);
     throw err;
   }
+}
+
+/** `expect`: the state the caller decided on (the dashboard: what its button was drawn for). */
+export interface FlagExpect {
+  enabled?: boolean;
+  percentage?: number;
+}
+
+/** Takes `expect` off a POST body; anything but {enabled?: boolean, percentage?: 0..100} is a 400. */
+export function splitExpect(body: unknown): { patch: unknown; expect: FlagExpect | undefined } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || !Object.hasOwn(body, 'expect')) return { patch: body, expect: undefined };
+  const { expect, ...patch } = body as Record<string, unknown>;
+  const bad = (why: string) => new HttpError(400, 'invalid_expect', `expect: ${why}, e.g. {"enabled": false, "expect": {"enabled": true}}`);
+  if (typeof expect !== 'object' || expect === null || Array.isArray(expect)) throw bad('must be an object');
+  const e = expect as Record<string, unknown>;
+  const unknown = Object.keys(e).filter((k) => k !== 'enabled' && k !== 'percentage');
+  if (unknown.length > 0) throw bad(`only "enabled" and "percentage" can be expected, not ${unknown.map((k) => JSON.stringify(k.slice(0, 64))).join(', ')}`);
+  if (Object.keys(e).length === 0) throw bad('name "enabled" and/or "percentage"');
+  if (e.enabled !== undefined && typeof e.enabled !== 'boolean') throw bad('"enabled" must be true or false');
+  if (e.percentage !== undefined && !(Number.isInteger(e.percentage) && (e.percentage as number) >= 0 && (e.percentage as number) <= 100)) {
+    throw bad('"percentage" must be a whole number from 0 to 100');
+  }
+  return { patch, expect: e as FlagExpect };
+}
+
+/** Why the flag no longer is what the caller expected, or undefined when it still is. */
+function mismatch(now: FlagView | undefined, expect: FlagExpect): string | undefined {
+  if (now === undefined) return `expected ${JSON.stringify(expect)} but there is no such flag`;
+  const off = (Object.keys(expect) as Array<keyof FlagExpect>).filter((k) => now[k] !== expect[k]);
+  if (off.length === 0) return undefined;
+  return `the flag changed: it is ${off.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}, not ${off.map((k) => `${k} ${JSON.stringify(expect[k])}`).join(', ')} as expected`;
 }
 
 /** The audit log's "who": an operator-supplied name if given, and always the peer address. */

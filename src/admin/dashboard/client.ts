@@ -1,8 +1,9 @@
 /* eslint-disable */
 // Types only: erased at compile time, so the shipped function text still references nothing.
 import type { DashboardCards } from './cards.js';
+import type { DashboardFlagRows, FlagRowsDeps } from './flag-rows.js';
 import type { DashboardFormat } from './format.js';
-import type { FlagView, PlanView, RouteStatus, Status } from './status-types.js';
+import type { PlanView, RouteStatus, Status } from './status-types.js';
 
 /**
  * The dashboard's browser code. It is type-checked here and shipped as text
@@ -12,6 +13,7 @@ export function dashboardClient(
   refreshMs: number,
   format: DashboardFormat,
   cardsFor: (format: DashboardFormat, history: number) => DashboardCards,
+  flagRowsFor: (format: DashboardFormat, deps: FlagRowsDeps) => DashboardFlagRows,
 ): void {
   const { esc, fmtTime, healthDot, fmtDur } = format;
   const TOKEN_KEY = 'cutover.adminToken';
@@ -23,6 +25,8 @@ export function dashboardClient(
   let tokenPrompt: Promise<void> | null = null;
   const p95History = new Map<string, number[]>();
   let timer: number | undefined;
+  // Function declarations below are hoisted: the table can be handed them before they appear.
+  const { renderFlags } = flagRowsFor(format, { api, toast, refresh, byId });
 
   // ---------------------------------------------------------------- admin API, with the token
   async function api(path: string, init: RequestInit = {}): Promise<Response> {
@@ -89,116 +93,6 @@ export function dashboardClient(
         );
       })
       .join('');
-  }
-
-  function renderFlags(flags: FlagView[]): void {
-    const body = byId('flags-body');
-    const seen = new Set<string>();
-    for (const f of flags) {
-      seen.add(f.name);
-      let row = body.querySelector<HTMLTableRowElement>('tr[data-flag="' + CSS.escape(f.name) + '"]');
-      if (!row) row = addFlagRow(body, f.name);
-      updateFlagRow(row, f);
-    }
-    for (const row of Array.from(body.querySelectorAll<HTMLTableRowElement>('tr[data-flag]'))) {
-      if (!seen.has(row.dataset.flag as string)) row.remove();
-    }
-    byId('flags-empty').hidden = flags.length > 0;
-  }
-
-  function addFlagRow(body: HTMLElement, name: string): HTMLTableRowElement {
-    const row = document.createElement('tr');
-    row.dataset.flag = name;
-    row.innerHTML =
-      '<td class="fname"><div class="flag-name">' + esc(name) + '</div><div class="desc"></div></td>' +
-      '<td class="fstate"><span class="pill"></span></td>' +
-      '<td class="fpct"><div class="rollout"><div class="rollout-fill"></div></div><span class="pct-val"></span></td>' +
-      '<td class="fctl"><form class="pct-form">' +
-      '<input class="pct-range" type="range" min="0" max="100" step="1" aria-label="' + esc(name) + ' percentage slider">' +
-      '<input class="pct-input" type="number" min="0" max="100" step="1" required aria-label="' + esc(name) + ' percentage">' +
-      '<button class="btn primary apply" type="submit">Set %</button>' +
-      '<button class="btn toggle" type="button"></button></form></td>' +
-      '<td class="froutes"></td><td class="fchanged"></td>';
-    body.appendChild(row);
-    const form = row.querySelector('form') as HTMLFormElement;
-    const input = row.querySelector('.pct-input') as HTMLInputElement;
-    const range = row.querySelector('.pct-range') as HTMLInputElement;
-    const toggle = row.querySelector('.toggle') as HTMLButtonElement;
-    input.addEventListener('input', () => {
-      row.dataset.dirty = '1';
-      range.value = input.value;
-    });
-    range.addEventListener('input', () => {
-      row.dataset.dirty = '1';
-      input.value = range.value;
-    });
-    input.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Escape') {
-        delete row.dataset.dirty;
-        input.value = range.value = row.dataset.server ?? '';
-      }
-    });
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const n = Number(input.value);
-      if (!Number.isInteger(n) || n < 0 || n > 100) return toast('Percentage must be a whole number from 0 to 100', true);
-      void change(row, name, { percentage: n }, name + ' → ' + n + ' %');
-    });
-    toggle.addEventListener('click', () => {
-      const enable = toggle.dataset.action === 'enable';
-      void change(row, name, { enabled: enable }, name + (enable ? ' enabled' : ' disabled: everyone on legacy'));
-    });
-    return row;
-  }
-
-  function updateFlagRow(row: HTMLTableRowElement, f: FlagView): void {
-    (row.querySelector('.desc') as HTMLElement).textContent = f.description ?? '';
-    const pill = row.querySelector('.pill') as HTMLElement;
-    pill.className = 'pill ' + (f.enabled ? 'on' : 'off');
-    pill.textContent = f.enabled ? 'enabled' : 'disabled';
-    const fill = row.querySelector('.rollout-fill') as HTMLElement;
-    fill.style.width = f.percentage + '%';
-    fill.classList.toggle('inactive', !f.enabled);
-    (row.querySelector('.pct-val') as HTMLElement).textContent = f.percentage + ' %';
-    row.dataset.server = String(f.percentage);
-    row.dataset.enabled = String(f.enabled);
-    const input = row.querySelector('.pct-input') as HTMLInputElement;
-    const range = row.querySelector('.pct-range') as HTMLInputElement;
-    if (!row.dataset.dirty && document.activeElement !== input && document.activeElement !== range) {
-      input.value = String(f.percentage);
-      range.value = String(f.percentage);
-    }
-    const toggle = row.querySelector('.toggle') as HTMLButtonElement;
-    toggle.dataset.action = f.enabled ? 'disable' : 'enable';
-    toggle.textContent = f.enabled ? 'Disable' : 'Enable';
-    toggle.className = 'btn toggle ' + (f.enabled ? 'danger' : 'go');
-    toggle.title = f.enabled ? 'Roll back: send every user to legacy now' : 'Enable: users in ' + f.percentage + ' % go to the candidate';
-    (row.querySelector('.froutes') as HTMLElement).innerHTML = f.routes.length
-      ? f.routes.map((r) => '<span class="chip">' + esc(r) + '</span>').join(' ')
-      : '<span class="muted">no route</span>';
-    (row.querySelector('.fchanged') as HTMLElement).innerHTML = f.updated_at
-      ? '<div>' + esc(fmtTime(f.updated_at)) + '</div><div class="muted small">' + esc(f.updated_by ?? '') + '</div>'
-      : '<span class="muted">from file</span>';
-  }
-
-  async function change(row: HTMLElement, name: string, patch: Record<string, unknown>, what: string): Promise<void> {
-    row.classList.add('busy');
-    try {
-      const res = await api('api/v1/flags/' + encodeURIComponent(name), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-cutover-actor': 'dashboard' },
-        body: JSON.stringify(patch),
-      });
-      const body = (await res.json().catch(() => ({}))) as { message?: string };
-      if (!res.ok) return toast('Not changed: ' + (body.message ?? 'HTTP ' + res.status), true);
-      delete row.dataset.dirty;
-      toast(what);
-      await refresh();
-    } catch (err) {
-      toast('Not changed: ' + (err as Error).message, true);
-    } finally {
-      row.classList.remove('busy');
-    }
   }
 
   // ---------------------------------------------------------------- rollout plans, routes

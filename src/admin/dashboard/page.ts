@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { dashboardCards } from './cards.js';
 import { dashboardClient } from './client.js';
+import { dashboardFlagRows } from './flag-rows.js';
 import { dashboardFormat } from './format.js';
 
 /** How often the page polls /api/v1/status. */
@@ -154,10 +155,18 @@ const BODY = `
     <span class="muted small">&nbsp;kept in this tab only (sessionStorage)</span>
   </form>
 </div>
+<div id="confirm" class="modal" hidden>
+  <form id="confirm-form" class="card">
+    <h3>Re-enable?</h3>
+    <p id="confirm-message"></p>
+    <button id="confirm-yes" class="btn go" type="submit">Enable</button>
+    <button id="confirm-no" class="btn" type="button">Cancel</button>
+  </form>
+</div>
 <div id="toast" class="toast" role="status" aria-live="polite"></div>
 `;
 
-const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS}, (${dashboardFormat.toString()})(), ${dashboardCards.toString()});`;
+const SCRIPT = `(${dashboardClient.toString()})(${REFRESH_MS}, (${dashboardFormat.toString()})(), ${dashboardCards.toString()}, ${dashboardFlagRows.toString()});`;
 
 /** The whole page: inline CSS and JS, nothing fetched from anywhere but /api/v1. */
 export const DASHBOARD_HTML = `<!doctype html>
