@@ -15,7 +15,7 @@ export function dashboardClient(
   cardsFor: (format: DashboardFormat, history: number) => DashboardCards,
   flagRowsFor: (format: DashboardFormat, deps: FlagRowsDeps) => DashboardFlagRows,
 ): void {
-  const { esc, fmtTime, healthDot, fmtDur } = format;
+  const { esc, fmtTime, fmtAgo, healthDot, fmtDur } = format;
   const TOKEN_KEY = 'cutover.adminToken';
   const HISTORY = 45; // samples in a trend line (90 s at the default 2 s refresh)
   const cards = cardsFor(format, HISTORY);
@@ -29,11 +29,26 @@ export function dashboardClient(
   const { renderFlags } = flagRowsFor(format, { api, toast, refresh, byId });
 
   // ---------------------------------------------------------------- admin API, with the token
+  // An admin API that accepts connections but never answers (process stopped, event loop stuck)
+  // would hang a call forever: no next poll, no banner. Reads give up after two refreshes; a change
+  // gets longer (fleet mode waits on Unleash) and, timed out, may or may not have been applied.
+  const READ_TIMEOUT_MS = 2 * refreshMs;
+  const WRITE_TIMEOUT_MS = 15_000;
   async function api(path: string, init: RequestInit = {}): Promise<Response> {
+    const ms = (init.method ?? 'GET') === 'GET' ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS;
     for (;;) {
       const headers = new Headers(init.headers);
       if (token) headers.set('authorization', 'Bearer ' + token);
-      const res = await fetch(path, { ...init, headers, cache: 'no-store' });
+      let res: Response;
+      try {
+        // The signal also covers reading the body (res.json() after this returns).
+        res = await fetch(path, { ...init, headers, cache: 'no-store', signal: AbortSignal.timeout(ms) });
+      } catch (err) {
+        if ((err as Error).name !== 'TimeoutError') throw err;
+        const e = new Error('no answer in ' + ms / 1000 + ' s');
+        e.name = 'TimeoutError';
+        throw e;
+      }
       if (res.status !== 401) return res;
       const rejected = token !== null;
       token = null;
@@ -75,7 +90,7 @@ export function dashboardClient(
 
   // ---------------------------------------------------------------- rendering
   function render(s: Status): void {
-    byId('updated').textContent = 'updated ' + fmtTime(s.time);
+    byId('updated').title = 'server time of this data: ' + fmtTime(s.time);
     byId('uptime').textContent = 'up ' + fmtDur(s.uptime_s * 1000);
     renderUpstreams(s);
     renderFlags(s.flags);
@@ -119,13 +134,31 @@ export function dashboardClient(
   }
 
   // ---------------------------------------------------------------- status line, toasts, loop
+  // The data's age as this browser measures it: the server's clock, or a frozen server, cannot lie about it.
+  const openedAt = Date.now();
+  let lastOkAt = 0;
+  let failure: string | null = null;
   function setConnection(ok: boolean, message?: string): void {
+    if (ok) lastOkAt = Date.now();
+    failure = ok ? null : (message ?? 'error');
+    showFreshness();
+  }
+
+  /** Every second: "updated 12 s ago", and stale past two refreshes without an answer. */
+  function showFreshness(): void {
+    const now = Date.now();
+    const age = now - (lastOkAt || openedAt);
+    if (lastOkAt) byId('updated').textContent = 'updated ' + fmtAgo(age);
+    const stale = age > 2 * refreshMs;
     const live = byId('live');
-    live.className = 'live ' + (ok ? 'ok' : 'down');
-    live.textContent = ok ? 'live' : 'offline';
+    live.className = 'live ' + (failure === null && !stale ? 'ok' : 'down');
+    live.textContent = failure !== null ? 'offline' : stale ? 'stale' : 'live';
     const banner = byId('banner');
-    banner.hidden = ok;
-    if (!ok) banner.textContent = 'Cannot reach the admin API (' + (message ?? 'error') + '). Retrying every ' + refreshMs / 1000 + ' s; the numbers below are stale.';
+    banner.hidden = failure === null && !stale;
+    if (banner.hidden) return;
+    const why = failure ?? 'no answer for ' + fmtAgo(age).replace(/ ago$/, '');
+    const since = lastOkAt ? 'the numbers below are from ' + fmtTime(new Date(lastOkAt).toISOString()) + ', ' + fmtAgo(age) : 'nothing loaded yet';
+    banner.textContent = 'Cannot reach the admin API (' + why + '). Retrying every ' + refreshMs / 1000 + ' s; ' + since + '.';
   }
 
   let toastTimer: number | undefined;
@@ -168,5 +201,6 @@ export function dashboardClient(
   });
   byId('refresh-every').textContent = 'every ' + refreshMs / 1000 + ' s';
   updateAuthBadge();
+  window.setInterval(showFreshness, 1000);
   void loop(generation);
 }

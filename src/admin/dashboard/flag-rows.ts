@@ -175,7 +175,10 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
       toast(what);
       await refresh();
     } catch (err) {
-      toast('Not changed: ' + (err as Error).message, true);
+      const e = err as Error;
+      // Timed out: the server may still apply it (e.g. once a stopped process resumes).
+      if (e.name === 'TimeoutError') toast(name + ': ' + e.message + '; it may or may not have been applied. The table shows the state once the admin API answers again.', true);
+      else toast('Not changed: ' + e.message, true);
     } finally {
       row.classList.remove('busy');
     }

@@ -61,6 +61,11 @@ export function dashboardFormat() {
     const m = Math.floor((s % 3600) / 60);
     return d ? d + 'd ' + h + 'h' : h ? h + 'h ' + m + 'm' : m ? m + 'm ' + (s % 60) + 's' : s + 's';
   }
+  /** An age: "12 s ago", "4 min ago", "2h 5m ago". */
+  function fmtAgo(ms: number): string {
+    const s = Math.max(0, Math.round(ms / 1000));
+    return (s < 60 ? s + ' s' : s < 3600 ? Math.floor(s / 60) + ' min' : fmtDur(ms)) + ' ago';
+  }
   function fmtGate(name: string, v: number | null): string {
     if (v === null) return '—';
     if (/Ms$/.test(name)) return fmtMs(v);
@@ -68,7 +73,7 @@ export function dashboardFormat() {
     return fmtErr(v);
   }
 
-  return { esc, fmtRate, fmtMs, fmtErr, errClass, fmtTime, healthDot, sparkline, fmtDur, fmtGate };
+  return { esc, fmtRate, fmtMs, fmtErr, errClass, fmtTime, fmtAgo, healthDot, sparkline, fmtDur, fmtGate };
 }
 
 export type DashboardFormat = ReturnType<typeof dashboardFormat>;
