@@ -2,7 +2,9 @@ import type { ServerResponse } from 'node:http';
 import type { FlagView } from '../flags/model.js';
 import type { UpstreamHealthInfo } from '../observability/metrics.js';
 import type { CutoverObserver, FallbackStatus, TargetStatus } from '../observability/observer-impl.js';
+import type { FlagSourceStatus } from '../flags/fleet.js';
 import type { Target } from '../routing/decide.js';
+import { sourceJson } from './flags-api.js';
 import { sendJson } from './http.js';
 
 /** A route as the status API shows it (from config). */
@@ -24,7 +26,8 @@ export interface Topology {
 
 export interface StatusDeps {
   observer: CutoverObserver;
-  flags: { list(): FlagView[] };
+  /** `external`: fleet mode's flag source (Unleash), whose reachability the status shows. */
+  flags: { list(): FlagView[]; readonly external?: { status(): FlagSourceStatus } | undefined };
   topology: () => Topology;
   /** Process start, for uptime (ms since epoch). */
   startedAt?: number;
@@ -91,12 +94,15 @@ export interface StatusBody {
   routes: RouteStatus[];
   flags: Array<FlagView & { routes: string[] }>;
   upstreams: Array<{ name: string; health: UpstreamHealthInfo | null; routes: string[] }>;
+  /** Fleet mode only: the flag source as GET /api/v1/flags shows it (is Unleash reachable, since when). */
+  flag_source?: Record<string, unknown>;
 }
 
 /** The whole live picture, as GET /api/v1/status answers it. */
 export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
   const topo = deps.topology();
   const flagList = deps.flags.list();
+  const source = deps.flags.external?.status();
   const flags = new Map(flagList.map((f) => [f.name, f]));
   const health = deps.observer.health?.() ?? {};
   const healthOf = (u: string): UpstreamHealthInfo | null => health[u] ?? null;
@@ -156,6 +162,7 @@ export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
     routes,
     flags: flagList.map((f) => ({ ...f, routes: routesOfFlag(f.name) })),
     upstreams: topo.upstreams.map((name) => ({ name, health: healthOf(name), routes: routesOfUpstream(name) })),
+    ...(source !== undefined && { flag_source: sourceJson(source, now) }),
   };
 }
 

@@ -3,7 +3,7 @@
 import type { DashboardCards } from './cards.js';
 import type { DashboardFlagRows, FlagRowsDeps } from './flag-rows.js';
 import type { DashboardFormat } from './format.js';
-import type { PlanView, RouteStatus, Status } from './status-types.js';
+import type { FlagSource, PlanView, RouteStatus, Status } from './status-types.js';
 
 /**
  * The dashboard's browser code. It is type-checked here and shipped as text
@@ -94,7 +94,25 @@ export function dashboardClient(
     byId('uptime').textContent = 'up ' + fmtDur(s.uptime_s * 1000);
     renderUpstreams(s);
     renderFlags(s.flags);
+    renderSource(s.flag_source);
     renderRoutes(s.routes);
+  }
+
+  /** Fleet mode: routing follows Unleash, so an Unleash outage must be as visible as ours. */
+  function renderSource(src: FlagSource | undefined): void {
+    const b = byId('source-banner');
+    b.hidden = src === undefined || src.up;
+    const kind = src ? src.kind.charAt(0).toUpperCase() + src.kind.slice(1) : '';
+    if (src !== undefined && !src.up) {
+      const what =
+        src.serving_from === 'source'
+          ? 'routing keeps the flags as last fetched' + (src.last_success_at ? ' at ' + fmtTime(src.last_success_at) + (src.seconds_since_success !== null ? ' (' + fmtAgo(src.seconds_since_success * 1000) + ')' : '') : '')
+          : src.serving_from === 'bootstrap'
+            ? 'routing runs on the bootstrap file (never reached since this start)'
+            : 'no flags at all: every route goes to legacy';
+      b.textContent = kind + ' is unreachable (' + (src.last_error ?? 'no answer') + '): ' + what + '. Flag changes made in ' + kind + ' are not seen until it is back.';
+    }
+    byId('flags-empty').textContent = src ? 'No flags from ' + kind + '.' : 'No flags yet. Create one with POST /api/v1/flags/:name.';
   }
 
   function renderUpstreams(s: Status): void {

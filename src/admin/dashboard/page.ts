@@ -131,6 +131,7 @@ const BODY = `
 </header>
 <main>
   <div id="banner" class="banner" hidden></div>
+  <div id="source-banner" class="banner" hidden></div>
   <h2>Upstreams</h2>
   <div id="upstreams" class="upstreams"></div>
   <h2>Flags</h2>

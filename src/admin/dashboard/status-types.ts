@@ -44,6 +44,16 @@ export interface Status {
   routes: RouteStatus[];
   flags: FlagView[];
   upstreams: Array<{ name: string; health: Health | null; routes: string[] }>;
+  /** Fleet mode only (src/admin/flags-api.ts sourceJson). */
+  flag_source?: FlagSource;
+}
+export interface FlagSource {
+  kind: string;
+  up: boolean;
+  serving_from: 'source' | 'bootstrap' | 'nothing';
+  last_success_at: string | null;
+  seconds_since_success: number | null;
+  last_error: string | null;
 }
 
 export interface GateView {
