@@ -51,3 +51,24 @@ t.test('a trend line spans the slots it is given, newest on the right', async (t
   const svg = sparkline([0, 2], 3);
   t.match(svg, 'points="60.0,26.0 120.0,2.0"');
 });
+
+t.test('a sample without traffic breaks the trend line instead of drawing 0 ms', async (t) => {
+  const { sparkline } = shipped;
+  const svg = sparkline([5, null, 3, 4], 4);
+  t.equal(svg.match(/<polyline/g)?.length, 1, 'a lone point before the gap draws nothing');
+  t.match(svg, 'points="80.0,11.6 120.0,6.8"', 'the run after the gap, scaled to the samples there are');
+  t.notMatch(svg, ',26.0', 'nothing drawn at 0 ms');
+  t.equal(sparkline([2, 4, null, null, 4, 2], 6).match(/<polyline/g)?.length, 2, 'two runs, two lines');
+  t.notMatch(sparkline([null, null, null], 3), 'polyline', 'no traffic at all: no line');
+});
+
+t.test('"Last change": time and age today, date and time on another day', async (t) => {
+  const { fmtWhen } = shipped;
+  const now = new Date(2026, 10, 22, 14, 30, 0).getTime();
+  t.equal(fmtWhen(new Date(2026, 10, 22, 14, 27, 0).toISOString(), now), '14:27:00 · 3 min ago');
+  t.equal(fmtWhen(new Date(2026, 10, 22, 14, 29, 48).toISOString(), now), '14:29:48 · 12 s ago');
+  t.equal(fmtWhen(new Date(2026, 10, 21, 23, 50, 0).toISOString(), now), '2026-11-21 23:50', 'yesterday: the date, not a bare time');
+  t.equal(fmtWhen(new Date(2025, 0, 3, 9, 5, 0).toISOString(), now), '2025-01-03 09:05');
+  t.equal(fmtWhen(undefined, now), '');
+  t.equal(fmtWhen('not a date', now), '');
+});

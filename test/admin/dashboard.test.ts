@@ -74,6 +74,7 @@ if (typeof found === 'string') {
     t.equal(flag.enabled, true);
     t.match(flag.updated_by, /^admin-api:dashboard@/, 'the audit trail names the dashboard');
     t.match(await page.locator('#toast').innerText(), /f → 60 %/);
+    t.match(await row.locator('.fchanged').innerText(), /^\d\d:\d\d:\d\d · \d+ s ago\n/, 'last change: time and age (a date on another day)');
     await waitFor(async () => (await panel.locator('.pstate').innerText()) === 'paused', 5000, 'a manual change shows the plan paused');
 
     // Roll back with one click.

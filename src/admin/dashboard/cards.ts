@@ -36,7 +36,7 @@ export function dashboardCards(format: DashboardFormat, history: number) {
     );
   }
 
-  function routeCard(r: RouteStatus, p95History: Map<string, number[]>): string {
+  function routeCard(r: RouteStatus, p95History: Map<string, Array<number | null>>): string {
     const methods = r.match?.methods?.join(' ') ?? 'any';
     const match = r.match ? '<code>' + esc(methods) + ' ' + esc(r.match.path) + '*</code>' : '<code>unmatched requests</code>';
     let flag = '<span class="muted">no candidate</span>';
@@ -84,7 +84,7 @@ export function dashboardCards(format: DashboardFormat, history: number) {
     );
   }
 
-  function targetRow(r: RouteStatus, target: string, t: TargetView, p95History: Map<string, number[]>): string {
+  function targetRow(r: RouteStatus, target: string, t: TargetView, p95History: Map<string, Array<number | null>>): string {
     const key = r.name + '|' + target;
     const hist = p95History.get(key) ?? [];
     const m1 = t['1m'];

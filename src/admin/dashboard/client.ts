@@ -23,7 +23,7 @@ export function dashboardClient(
   const byId = (id: string) => document.getElementById(id) as HTMLElement;
   let token: string | null = sessionStorage.getItem(TOKEN_KEY);
   let tokenPrompt: Promise<void> | null = null;
-  const p95History = new Map<string, number[]>();
+  const p95History = new Map<string, Array<number | null>>();
   let timer: number | undefined;
   // Function declarations below are hoisted: the table can be handed them before they appear.
   const { renderFlags } = flagRowsFor(format, { api, toast, refresh, byId });
@@ -144,7 +144,7 @@ export function dashboardClient(
         if (!t) continue;
         const key = r.name + '|' + target;
         const h = p95History.get(key) ?? [];
-        h.push(t['1m'].p95_ms ?? 0);
+        h.push(t['1m'].p95_ms);
         if (h.length > HISTORY) h.shift();
         p95History.set(key, h);
       }

@@ -22,7 +22,7 @@ interface Answer {
  * the client (`dashboardFlagRows.toString()`), so it may use only browser globals and what it is handed.
  */
 export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
-  const { esc, fmtTime } = format;
+  const { esc, fmtWhen } = format;
   const { api, toast, refresh, byId } = deps;
   // The toggle is relabelled by every refresh; a click this soon after is aimed at the old label.
   const SETTLE_MS = 1000;
@@ -124,7 +124,7 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
       ? f.routes.map((r) => '<span class="chip">' + esc(r) + '</span>').join(' ')
       : '<span class="muted">no route</span>';
     (row.querySelector('.fchanged') as HTMLElement).innerHTML = f.updated_at
-      ? '<div>' + esc(fmtTime(f.updated_at)) + '</div><div class="muted small">' + esc(f.updated_by ?? '') + '</div>'
+      ? '<div title="' + esc(f.updated_at) + '">' + esc(fmtWhen(f.updated_at)) + '</div><div class="muted small">' + esc(f.updated_by ?? '') + '</div>'
       : '<span class="muted">from file</span>';
   }
 

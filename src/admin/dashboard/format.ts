@@ -45,13 +45,30 @@ export function dashboardFormat() {
     if (h.healthy) return '<span class="dot ok" title="healthy"></span>';
     return '<span class="dot down" title="' + esc('unhealthy' + (h.lastReason ? ': ' + h.lastReason : '')) + '"></span>';
   }
-  function sparkline(values: number[], slots: number): string {
-    if (values.length < 2) return '<svg class="spark" viewBox="0 0 120 28"></svg>';
-    const max = Math.max(...values, 1e-9);
+  /** null: no traffic in that sample, a gap in the line (drawn as 0 it would read "0 ms"). */
+  function sparkline(values: Array<number | null>, slots: number): string {
     const step = 120 / (slots - 1);
     const x0 = 120 - (values.length - 1) * step;
-    const pts = values.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (26 - (v / max) * 24).toFixed(1)).join(' ');
-    return '<svg class="spark" viewBox="0 0 120 28" preserveAspectRatio="none"><polyline points="' + pts + '"/></svg>';
+    const max = Math.max(...values.filter((v): v is number => v !== null), 1e-9);
+    const runs: string[][] = [[]];
+    values.forEach((v, i) => {
+      if (v === null) runs.push([]);
+      else (runs[runs.length - 1] as string[]).push((x0 + i * step).toFixed(1) + ',' + (26 - (v / max) * 24).toFixed(1));
+    });
+    const lines = runs.filter((r) => r.length >= 2).map((r) => '<polyline points="' + r.join(' ') + '"/>');
+    if (lines.length === 0) return '<svg class="spark" viewBox="0 0 120 28"></svg>';
+    return '<svg class="spark" viewBox="0 0 120 28" preserveAspectRatio="none">' + lines.join('') + '</svg>';
+  }
+  /** When something changed: the time and its age today, the date and time on another day. */
+  function fmtWhen(iso: string | undefined, now: number = Date.now()): string {
+    if (!iso) return '';
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return '';
+    if (d.toDateString() !== new Date(now).toDateString()) {
+      const p = (n: number) => String(n).padStart(2, '0');
+      return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' + p(d.getHours()) + ':' + p(d.getMinutes());
+    }
+    return fmtTime(iso) + ' · ' + fmtAgo(now - d.getTime());
   }
   /** 2d 3h, 4h 5m, 6m 7s or 8s. */
   function fmtDur(ms: number): string {
@@ -73,7 +90,7 @@ export function dashboardFormat() {
     return fmtErr(v);
   }
 
-  return { esc, fmtRate, fmtMs, fmtErr, errClass, fmtTime, fmtAgo, healthDot, sparkline, fmtDur, fmtGate };
+  return { esc, fmtRate, fmtMs, fmtErr, errClass, fmtTime, fmtAgo, fmtWhen, healthDot, sparkline, fmtDur, fmtGate };
 }
 
 export type DashboardFormat = ReturnType<typeof dashboardFormat>;
