@@ -3,6 +3,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { IdentityConfig, IdentitySource, JwtSourceConfig } from '../config/schema.js';
+import { codeOf, remoteKeys, type JwksLog } from './jwks.js';
 
 /**
  * Finds the user id of a request. Synchronous for header and cookie sources (the common, hot
@@ -15,10 +16,7 @@ type Source = Identify;
 const MAX_ID_LENGTH = 512;
 
 /** Where JWKS trouble is reported (a pino Logger fits). */
-export interface IdentityLog {
-  warn(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-}
+export type IdentityLog = JwksLog;
 
 /**
  * Settings that passed the schema but cannot be used (a key that does not parse, an unset
@@ -156,13 +154,6 @@ const TOKEN_VERDICTS: ReadonlySet<string> = new Set([
   'ERR_JWT_INVALID',
   'ERR_JOSE_ALG_NOT_ALLOWED',
 ]);
-/** jose's answers about a key set it has (no key with that kid, several), as opposed to fetching it. */
-const KEY_LOOKUP = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS']);
-
-function codeOf(err: unknown): string {
-  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' ? code : '';
-}
 
 function bearer(v: string | string[] | undefined): string | undefined {
   const s = Array.isArray(v) ? v[0] : v;
@@ -211,7 +202,7 @@ function verifier(cfg: JwtSourceConfig, env: NodeJS.ProcessEnv, log: IdentityLog
   }
   let key: Uint8Array | KeyObject | Promise<JWTVerifyGetKey>;
   const jwksUrl = cfg.jwksUrl;
-  if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, cfg.jwksTimeout ?? JWKS_TIMEOUT_MS, log));
+  if (jwksUrl) key = loadJose().then((j) => remoteKeys(j, jwksUrl, cfg.jwksTimeout, log));
   else if (cfg.publicKey) key = publicKey(cfg.publicKey);
   else {
     const secret = cfg.secret ?? env[cfg.secretEnv as string];
@@ -241,63 +232,5 @@ function publicKey(pem: string): KeyObject {
     return createPublicKey(pem);
   } catch (err) {
     throw new SettingError('publicKey', `not a PEM public key (${(err as Error).message}); paste the whole -----BEGIN PUBLIC KEY----- block`);
-  }
-}
-
-/**
- * Identity is resolved before routing, so every request with a token waits on a JWKS fetch in
- * flight: jose's 5 s default would hold them that long against a hanging JWKS. A timeout is a
- * failed fetch like any other (backoff, keys fetched before still used).
- */
-const JWKS_TIMEOUT_MS = 1000;
-
-/** After a failed JWKS fetch, wait this long before the next, doubling while it keeps failing. */
-const JWKS_RETRY_MS = 1000;
-const JWKS_RETRY_MAX_MS = 30_000;
-
-/**
- * jose's remote key set coalesces concurrent fetches, but once a fetch fails the next request
- * fetches again: during an outage that is one JWKS request per request. Failures are therefore
- * retried with a backoff; meanwhile tokens are checked against the keys last fetched (if any), so
- * an outage only costs identities when there are no keys at all or the token's key is new.
- */
-function remoteKeys(j: typeof import('jose'), url: URL, timeoutDuration: number, log: IdentityLog | undefined): JWTVerifyGetKey {
-  const remote = j.createRemoteJWKSet(url, { timeoutDuration });
-  let retryAt = 0;
-  let wait = 0;
-  let known: JWTVerifyGetKey | undefined;
-  const fromKnown: JWTVerifyGetKey = (header, token) => {
-    if (!known) throw new Error(`JWKS ${url.href} is unavailable and no keys were fetched before`);
-    return known(header, token);
-  };
-  return async (header, token) => {
-    if (Date.now() < retryAt) return fromKnown(header, token);
-    try {
-      const k = await remote(header, token);
-      recovered();
-      return k;
-    } catch (err) {
-      if (KEY_LOOKUP.has(codeOf(err))) {
-        recovered();
-        throw err;
-      }
-      // Every request that waited on the failed fetch lands here; the first one counts it.
-      if (Date.now() >= retryAt) failed(err);
-      return fromKnown(header, token);
-    }
-  };
-  function failed(err: unknown): void {
-    wait = Math.min(wait === 0 ? JWKS_RETRY_MS : wait * 2, JWKS_RETRY_MAX_MS);
-    retryAt = Date.now() + wait;
-    const keys = remote.jwks();
-    known = keys ? j.createLocalJWKSet(keys) : undefined;
-    // One line per failed fetch: the backoff keeps that to a few a minute during an outage.
-    const msg = keys ? 'JWKS fetch failed: verifying with the keys fetched before' : 'JWKS fetch failed: its users are anonymous until it answers';
-    log?.warn({ jwksUrl: url.href, err: String(err), retryInMs: wait }, msg);
-  }
-  function recovered(): void {
-    if (wait === 0) return;
-    wait = 0;
-    log?.info({ jwksUrl: url.href }, 'JWKS answers again');
   }
 }
