@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.js';
 import { normalizePath } from '../routing/normalize-path.js';
+import { keyedUnion } from './keyed-union.js';
 
 /** Names used in metric labels and URLs: short, printable, no path tricks. */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -142,11 +143,16 @@ const jwtSourceSchema = z
     }
   });
 
-export const identitySourceSchema = z.union([
-  z.strictObject({ header: z.string().min(1).transform((h) => h.toLowerCase()) }),
-  z.strictObject({ cookie: z.string().min(1) }),
-  z.strictObject({ jwt: jwtSourceSchema }),
-]);
+/** Which kind of source is meant is told by its key: see keyedUnion for why not a z.union. */
+export const identitySourceSchema = keyedUnion(
+  {
+    header: z.strictObject({ header: z.string().min(1).transform((h) => h.toLowerCase()) }),
+    cookie: z.strictObject({ cookie: z.string().min(1) }),
+    jwt: z.strictObject({ jwt: jwtSourceSchema }),
+  },
+  'an identity source is one of { header: <name> }, { cookie: <name> } or { jwt: { ... } }',
+  'list them as separate sources, tried in order',
+);
 
 export const identitySchema = z.strictObject({
   sources: z.array(identitySourceSchema).min(1),
