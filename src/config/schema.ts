@@ -1,60 +1,10 @@
 import { z } from 'zod';
-import { parseDuration } from '../util/duration.js';
 import { normalizePath } from '../routing/normalize-path.js';
-import { keyedUnion } from './keyed-union.js';
+import { duration, httpUrl, name, size, HTTP_TOKEN_RE } from './scalars.js';
+import { identitySchema, type jwtSourceSchema, type identitySourceSchema } from './identity-schema.js';
 
-/** Names used in metric labels and URLs: short, printable, no path tricks. */
-export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const HTTP_TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-const name = (what: string) =>
-  z.string().regex(NAME_RE, `${what} must be 1-128 characters of letters, digits, '_', '.', '-' and start with a letter or digit`);
-
-export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `not a duration: ${JSON.stringify(v)} (use e.g. 300ms, 5s, 2m)` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-const SIZE_RE = /^(\d+)\s*(b|kb|mb)?$/i;
-export function parseSize(v: string | number): number | undefined {
-  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? v : undefined;
-  const m = SIZE_RE.exec(v.trim());
-  if (!m) return undefined;
-  const unit = (m[2] ?? 'b').toLowerCase();
-  return Number(m[1]) * (unit === 'mb' ? 1024 * 1024 : unit === 'kb' ? 1024 : 1);
-}
-
-const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const n = parseSize(v);
-  if (n === undefined) {
-    ctx.addIssue({ code: 'custom', message: `not a size: ${JSON.stringify(v)} (use e.g. 64kb, 10mb)` });
-    return z.NEVER;
-  }
-  return n;
-});
-
-const httpUrl = z.string().transform((v, ctx) => {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `not a URL: ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: `only http and https upstreams are supported, got ${u.protocol}` });
-    return z.NEVER;
-  }
-  if (u.search || u.hash || u.username || u.password) {
-    ctx.addIssue({ code: 'custom', message: 'upstream URL must not carry a query, fragment or credentials' });
-    return z.NEVER;
-  }
-  return u;
-});
+export { duration, NAME_RE, parseSize } from './scalars.js';
+export { JWS_ALGORITHMS, identitySourceSchema } from './identity-schema.js';
 
 export const healthSchema = z.strictObject({
   path: z.string().startsWith('/', 'must start with "/"').default('/health'),
@@ -85,77 +35,6 @@ export const upstreamSchema = z.strictObject({
   /** Active probes; without this block the upstream is only checked passively. */
   health: healthSchema.optional(),
   outlier: outlierSchema.default({ consecutiveFailures: 3, baseEjection: 10_000, maxEjection: 300_000 }),
-});
-
-/**
- * The JWS algorithms jose verifies on Node 20 (its ML-DSA ones need a newer runtime). jose
- * compares names exactly, so `hs256` or `RSA256` would reject every token: everyone anonymous.
- */
-export const JWS_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
-
-const jwsAlgorithm = z.string().superRefine((a, ctx) => {
-  if (JWS_ALGORITHMS.includes(a)) return;
-  const near = JWS_ALGORITHMS.find((k) => k.toLowerCase() === a.toLowerCase());
-  const hint = near !== undefined ? ` (names are case-sensitive: ${near})` : '';
-  ctx.addIssue({ code: 'custom', message: `not a JWS algorithm: ${JSON.stringify(a)}${hint}; use one of ${JWS_ALGORITHMS.join(', ')}` });
-});
-
-const jwtSourceSchema = z
-  .strictObject({
-    header: z.string().min(1).default('authorization'),
-    cookie: z.string().min(1).optional(),
-    claim: z.string().min(1).default('sub'),
-    secret: z.string().min(1).optional(),
-    secretEnv: z.string().min(1).optional(),
-    publicKey: z.string().min(1).optional(),
-    jwksUrl: httpUrl.optional(),
-    /** Per JWKS fetch; requests with tokens wait on a fetch, so this is short (default 1s). */
-    jwksTimeout: duration.refine((ms) => ms >= 100 && ms <= 10_000, 'jwksTimeout must be between 100ms and 10s (requests wait on the fetch)').optional(),
-    issuer: z.string().optional(),
-    audience: z.string().optional(),
-    algorithms: z.array(jwsAlgorithm).min(1, 'list at least one algorithm, or leave algorithms out').optional(),
-    /** Decode without verifying: only for tokens a trusted hop in front has verified already. */
-    unverified: z.literal(true).optional(),
-  })
-  .superRefine((j, ctx) => {
-    const keys = [j.secret, j.secretEnv, j.publicKey, j.jwksUrl, j.unverified].filter((v) => v !== undefined);
-    if (keys.length !== 1) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'a jwt source needs exactly one of secret, secretEnv, publicKey, jwksUrl, or unverified: true',
-      });
-    }
-    if (j.jwksTimeout !== undefined && j.jwksUrl === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['jwksTimeout'], message: 'jwksTimeout applies to jwksUrl only' });
-    }
-    // jose refuses a shared secret for RS/ES/PS/EdDSA and a public key for HS: every token would fail.
-    const secretKey = j.secret !== undefined || j.secretEnv !== undefined;
-    const known = (j.algorithms ?? []).filter((a) => JWS_ALGORITHMS.includes(a)); // unknown names have their own issue
-    const mismatched = known.filter((a) => (secretKey ? !a.startsWith('HS') : j.publicKey !== undefined && a.startsWith('HS')));
-    if (keys.length === 1 && mismatched.length > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['algorithms'],
-        message: secretKey
-          ? `${mismatched.join(', ')} cannot be verified with a shared secret (secret/secretEnv take HS256, HS384, HS512)`
-          : `${mismatched.join(', ')} needs a shared secret, not a public key`,
-      });
-    }
-  });
-
-/** Which kind of source is meant is told by its key: see keyedUnion for why not a z.union. */
-export const identitySourceSchema = keyedUnion(
-  {
-    header: z.strictObject({ header: z.string().min(1).transform((h) => h.toLowerCase()) }),
-    cookie: z.strictObject({ cookie: z.string().min(1) }),
-    jwt: z.strictObject({ jwt: jwtSourceSchema }),
-  },
-  'an identity source is one of { header: <name> }, { cookie: <name> } or { jwt: { ... } }',
-  'list them as separate sources, tried in order',
-);
-
-export const identitySchema = z.strictObject({
-  sources: z.array(identitySourceSchema).min(1),
 });
 
 const method = z
