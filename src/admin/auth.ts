@@ -6,8 +6,7 @@ import { isIP } from 'node:net';
  * Bearer-token check for admin calls. Both sides are hashed first so the comparison is
  * constant-time regardless of the presented token's length.
  */
-export function tokenChecker(token: string | undefined): (req: IncomingMessage) => boolean {
-  if (!token) return () => true;
+export function tokenChecker(token: string): (req: IncomingMessage) => boolean {
   const want = createHash('sha256').update(token).digest();
   return (req) => {
     const h = req.headers.authorization;

@@ -33,10 +33,11 @@ const FLAG_PATH = /^\/api\/v1\/flags\/([^/]+)$/;
  * Without a token it answers only local requests (isLocalRequest), wherever it is mounted.
  */
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const checkToken = tokenChecker(deps.token);
+  // No "no token" checker that allows everything: without a token the only way in is isLocalRequest.
+  const checkToken = deps.token ? tokenChecker(deps.token) : undefined;
   let warned = false;
   const access = (req: IncomingMessage): Access => {
-    if (deps.token) return checkToken(req) ? 'ok' : 'unauthorized';
+    if (checkToken !== undefined) return checkToken(req) ? 'ok' : 'unauthorized';
     if (isLocalRequest(req)) return 'ok';
     // Once: an operator behind a proxy gets 403s and needs to know why, an attacker's retries must not flood the log.
     if (!warned) {
