@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AppliedThenFailedError, assertFlagName, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, parsePatch, UnleashChangeError, type FlagView } from '../flags/model.js';
+import { FlagPreconditionError, type FlagExpect } from '../flags/expect.js';
+import { AppliedThenFailedError, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
@@ -34,19 +35,11 @@ export function getFlag(flags: FlagStore, name: string, res: ServerResponse): vo
 export async function postFlag(flags: FlagStore, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { patch, expect } = splitExpect(await readJson(req));
   try {
-    if (expect !== undefined) {
-      // A bad name or patch is a 400 whether or not the flag still matches.
-      assertFlagName(name);
-      parsePatch(patch);
-      const now = flags.view(name);
-      const differs = mismatch(now, expect);
-      if (differs !== undefined) {
-        return sendJson(res, 409, { error: 'precondition_failed', message: `${differs}; nothing changed`, current: now ?? null });
-      }
-    }
-    const view = await flags.set(name, patch, { source: 'admin-api', who: actorOf(req) });
+    // The store checks `expect` in its queue, just before the change (a bad name or patch is a 400 first).
+    const view = await flags.set(name, patch, { source: 'admin-api', who: actorOf(req) }, expect);
     sendJson(res, 200, view);
   } catch (err) {
+    if (err instanceof FlagPreconditionError) return sendJson(res, 409, { error: 'precondition_failed', message: err.message, current: err.current ?? null });
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
     if (err instanceof FlagNotUsedError) throw new HttpError(409, 'not_used_by_cutover', err.message);
     // Fleet mode: the flag belongs to Unleash (no admin token, or a change it cannot take).
@@ -59,12 +52,6 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     if (err instanceof AppliedThenFailedError) throw new HttpError(500, 'applied_then_failed', err.message);
     throw err;
   }
-}
-
-/** `expect`: the state the caller decided on (the dashboard: what its button was drawn for). */
-export interface FlagExpect {
-  enabled?: boolean;
-  percentage?: number;
 }
 
 /** Takes `expect` off a POST body; anything but {enabled?: boolean, percentage?: 0..100} is a 400. */
@@ -82,14 +69,6 @@ export function splitExpect(body: unknown): { patch: unknown; expect: FlagExpect
     throw bad('"percentage" must be a whole number from 0 to 100');
   }
   return { patch, expect: e as FlagExpect };
-}
-
-/** Why the flag no longer is what the caller expected, or undefined when it still is. */
-function mismatch(now: FlagView | undefined, expect: FlagExpect): string | undefined {
-  if (now === undefined) return `expected ${JSON.stringify(expect)} but there is no such flag`;
-  const off = (Object.keys(expect) as Array<keyof FlagExpect>).filter((k) => now[k] !== expect[k]);
-  if (off.length === 0) return undefined;
-  return `the flag changed: it is ${off.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}, not ${off.map((k) => `${k} ${JSON.stringify(expect[k])}`).join(', ')} as expected`;
 }
 
 /** The audit log's "who": an operator-supplied name if given, and always the peer address. */

@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger.js';
 import { AppliedThenFailedError, applyPatch, FlagNotUsedError, NEW_FLAG, sameState, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
 import { fleetViewOf, splitPatch, type ExternalChange, type ExternalFlags } from './fleet.js';
 import type { Actor, FlagChange, FlagPersistence } from './persistence.js';
+import { checkExpect, type FlagExpect } from './expect.js';
 
 /**
  * What the fleet-mode change path shares with FlagStore. Local writes and audit lines must go
@@ -62,7 +63,7 @@ export class FleetChanges {
    * the caller's fleet-wide change, and the error says it was applied. Local settings are written
    * only after a routing change that fully went through.
    */
-  set(name: string, patch: FlagPatch, actor: Actor): Promise<FlagView> {
+  set(name: string, patch: FlagPatch, actor: Actor, expect?: FlagExpect): Promise<FlagView> {
     const { external, host } = this;
     const { routing, local } = splitPatch(patch);
     if (!host.uses(name)) return Promise.reject(this.notUsed(name));
@@ -70,6 +71,11 @@ export class FleetChanges {
     // hold up another flag's change, a rollback above all. Local writes and audit lines still go
     // through the store's one queue.
     return this.runForFlag(name, async () => {
+      // `expect` is checked here, in this flag's queue: after every earlier change to it through
+      // this replica (apply() resolves only once this replica routes by it), against the toggle
+      // as this replica's SDK last fetched it. A change made in Unleash itself or through another
+      // replica is seen only from the SDK's next poll (refreshIntervalMs) on.
+      checkExpect(host.view(name), expect);
       const routingBefore = external.view(name);
       const seqBefore = this.externalSeq;
       // The audit line is built in the store's queue, in order with the lines of other changes:

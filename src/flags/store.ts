@@ -5,10 +5,12 @@ import { applyPatch, assertFlagName, changedRouting, compileFlag, FlagConflictEr
 import { fleetView, withLocalSettings, type ExternalFlags } from './fleet.js';
 import { FleetChanges } from './fleet-store.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
+import { checkExpect, type FlagExpect } from './expect.js';
 import { auditFoundAtStart } from './start-audit.js';
 
 export type { Actor, FlagChange, FlagPersistence } from './persistence.js';
 export type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
+export type { FlagExpect } from './expect.js';
 
 /**
  * Flag state for the hot path (sync `get`) with serialized, persisted, audited changes.
@@ -95,11 +97,13 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   /**
    * Applies a partial update (creating the flag if new), persists it, audits it, and only then
    * makes it live. Throws FlagValidationError for a bad name or patch, changing nothing.
+   * With `expect`, throws FlagPreconditionError (changing nothing) unless the flag still has the
+   * expected fields when its turn comes in the queue, after the files are reread.
    */
-  set(name: string, patch: unknown, actor: Actor): Promise<FlagView> {
+  set(name: string, patch: unknown, actor: Actor, expect?: FlagExpect): Promise<FlagView> {
     assertFlagName(name);
     const valid = parsePatch(patch);
-    if (this.fleet) return this.fleet.set(name, valid, actor);
+    if (this.fleet) return this.fleet.set(name, valid, actor, expect);
     return this.enqueue(async () => {
       // Memory trails the files by the watcher's debounce, or a whole poll on mounts where watch
       // events get lost. Patching it as is would overwrite a hand/GitOps edit not yet seen (say a
@@ -108,6 +112,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
       const seen = this.states.get(name);
       await this.reloadFromFiles();
       const before = this.states.get(name);
+      checkExpect(before && { name, ...before }, expect);
       // A rollout step decided on the state it saw; raising exposure over an edit it had not seen
       // would undo that edit (a GitOps rollback). Refused: the edit stands and pauses the plan.
       const edited = actor.source === 'rollout' && valid.enabled === true ? changedRouting(seen, before) : [];
