@@ -188,19 +188,26 @@ export function dashboardClient(
     toastTimer = window.setTimeout(() => (t.className = 'toast'), error ? 8000 : 3500);
   }
 
+  // Refreshes overlap (the poll, and one after each change); one started earlier can be answered
+  // later, with a state from before a change another has already shown: it must not paint over it.
+  let refreshesStarted = 0;
+  let newestShown = 0;
   async function refresh(): Promise<void> {
+    const mine = ++refreshesStarted;
     try {
       const res = await api('api/v1/status');
       if (!res.ok) throw new Error('HTTP ' + res.status);
       const s = (await res.json()) as Status;
       const plans = await api('api/v1/rollouts').then((r) => (r.ok ? (r.json() as Promise<{ rollouts: PlanView[] }>) : { rollouts: [] }));
+      if (mine < newestShown) return;
+      newestShown = mine;
       remember(s);
       render(s);
       renderPlans(plans.rollouts);
       setConnection(true);
       document.body.dataset.loaded = '1';
     } catch (err) {
-      setConnection(false, (err as Error).message);
+      if (mine > newestShown) setConnection(false, (err as Error).message);
     }
   }
 

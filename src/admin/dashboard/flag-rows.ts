@@ -126,6 +126,20 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
     (row.querySelector('.fchanged') as HTMLElement).innerHTML = f.updated_at
       ? '<div title="' + esc(f.updated_at) + '">' + esc(fmtWhen(f.updated_at)) + '</div><div class="muted small">' + esc(f.updated_by ?? '') + '</div>'
       : '<span class="muted">from file</span>';
+    syncControls(row);
+  }
+
+  /**
+   * While a change to the flag is in flight (up to 15 s in fleet mode) its other controls wait, but
+   * a rollback never does: Disable stays clickable and is sent at once (the server runs it after
+   * the change ahead of it). The button may be relabelled meanwhile, so this runs on every update.
+   */
+  function syncControls(row: HTMLElement): void {
+    const busy = Number(row.dataset.inflight ?? 0) > 0;
+    row.classList.toggle('busy', busy);
+    for (const el of Array.from(row.querySelectorAll<HTMLInputElement | HTMLButtonElement>('.pct-input, .pct-range, .apply'))) el.disabled = busy;
+    const toggle = row.querySelector('.toggle') as HTMLButtonElement;
+    toggle.disabled = busy && toggle.dataset.action !== 'disable';
   }
 
   /** A re-enable sends users back to the candidate: the page asks first (Cancel has the focus). */
@@ -154,7 +168,17 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
   }
 
   async function change(row: HTMLElement, name: string, patch: Record<string, unknown>, what: string): Promise<void> {
-    row.classList.add('busy');
+    // Numbered per row: once a later change (a Disable sent during this one) has answered, this
+    // one's answer is stale news and must not toast over it; the refresh shows where things stand.
+    const mine = Number(row.dataset.sent ?? 0) + 1;
+    row.dataset.sent = String(mine);
+    row.dataset.inflight = String(Number(row.dataset.inflight ?? 0) + 1);
+    syncControls(row);
+    const superseded = () => {
+      const stale = Number(row.dataset.answered ?? 0) > mine;
+      if (!stale) row.dataset.answered = String(mine);
+      return stale;
+    };
     try {
       const res = await api('api/v1/flags/' + encodeURIComponent(name), {
         method: 'POST',
@@ -162,6 +186,7 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
         body: JSON.stringify(patch),
       });
       const body = (await res.json().catch(() => ({}))) as Answer;
+      if (superseded()) return void (await refresh());
       if (res.status === 409 && body.error === 'precondition_failed') {
         const now = body.current;
         // A rollback that finds the flag off already got what it wanted.
@@ -175,12 +200,14 @@ export function dashboardFlagRows(format: DashboardFormat, deps: FlagRowsDeps) {
       toast(what);
       await refresh();
     } catch (err) {
+      if (superseded()) return;
       const e = err as Error;
       // Timed out: the server may still apply it (e.g. once a stopped process resumes).
       if (e.name === 'TimeoutError') toast(name + ': ' + e.message + '; it may or may not have been applied. The table shows the state once the admin API answers again.', true);
       else toast('Not changed: ' + e.message, true);
     } finally {
-      row.classList.remove('busy');
+      row.dataset.inflight = String(Number(row.dataset.inflight) - 1);
+      syncControls(row);
     }
   }
 

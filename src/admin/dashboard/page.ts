@@ -67,7 +67,8 @@ td { padding: 9px 10px; border-top: 1px solid var(--border); vertical-align: mid
 .btn.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
 .btn.danger { background: rgba(240,82,82,.14); border-color: rgba(240,82,82,.6); color: #ffb4b4; }
 .btn.go { background: rgba(34,197,94,.12); border-color: rgba(34,197,94,.5); color: #9ff0bd; }
-tr.busy { opacity: .55; pointer-events: none; }
+tr.busy td:not(.fctl) { opacity: .55; }
+.btn:disabled, .pct-input:disabled, .pct-range:disabled { opacity: .45; cursor: progress; filter: none; }
 tr[data-dirty] .pct-input { border-color: var(--amber); }
 .chip { display: inline-block; padding: 1px 8px; border-radius: 5px; background: var(--panel2); border: 1px solid var(--border); font-size: 12px; margin: 1px 0; }
 .routes { display: grid; gap: 16px; }
