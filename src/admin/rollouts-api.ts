@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/model.js';
+import { FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError } from '../flags/model.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { RolloutConflictError, RolloutNotFoundError, type RolloutDriver } from '../rollout/driver.js';
 import { PlanValidationError } from '../rollout/plan.js';
@@ -51,6 +51,8 @@ export async function rolloutsApi(driver: RolloutDriver, path: string, method: s
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);
     if (err instanceof RolloutNotFoundError) throw new HttpError(404, 'unknown_rollout', err.message);
     if (err instanceof RolloutConflictError) throw new HttpError(409, 'rollout_conflict', err.message);
+    // Fleet mode, a toggle no route uses: cutover changes only its own flags, so it runs no plan on it.
+    if (err instanceof FlagNotUsedError) throw new HttpError(409, 'not_used_by_cutover', err.message);
     // Fleet mode without UNLEASH_ADMIN_TOKEN: cutover cannot move the flag, so it runs no plan.
     if (err instanceof FlagOwnedError) throw new HttpError(409, 'owned_by_unleash', `${err.message}; a rollout plan needs cutover to be able to change the flag`);
     if (err instanceof FlagSourceError) throw new HttpError(502, 'unleash_error', err.message);

@@ -234,6 +234,7 @@ t.test('fleet mode without an Unleash admin token: a plan is refused with 409, n
     close: async () => undefined,
   };
   const flags = new FlagStore(silentLogger, undefined, external);
+  flags.setRouteFlags(['f']); // a route's flag: cutover's own, not another application's toggle
   await flags.start();
   const rollouts = new RolloutDriver({ flags, logger: silentLogger, routesOf: () => [] });
   await rollouts.start();
@@ -247,6 +248,9 @@ t.test('fleet mode without an Unleash admin token: a plan is refused with 409, n
   t.equal(r.status, 409);
   t.match(r.json(), { error: 'owned_by_unleash', message: /UNLEASH_ADMIN_TOKEN.*a rollout plan needs cutover to be able to change the flag/ });
   t.equal((await http(`${admin}/api/v1/rollouts/f`)).status, 404, 'no plan was created');
+  const other = await put(`${admin}/api/v1/rollouts/g`, ORDER_PLAN);
+  t.equal(other.status, 409, "a plan on a toggle no route uses: another application's");
+  t.match(other.json(), { error: 'not_used_by_cutover', message: /not used by cutover/ });
 });
 
 t.test('flagWindow: routes of a flag summed, percentiles from the merged histograms, unhealthy skips counted', async (t) => {
