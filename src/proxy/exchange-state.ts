@@ -10,6 +10,7 @@ import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '..
 import type { ResponseCapture } from '../shadow/capture.js';
 import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
 import { sendProxyError, type UpstreamError } from './errors.js';
+import { candidateAllowance } from './fallback.js';
 import type { Attempt, AttemptResult } from './forward.js';
 
 export interface PipelineDeps {
@@ -127,8 +128,10 @@ export abstract class ExchangeState {
     if (result.status >= 500) return this.candidateOutcome('5xx');
     if (err === undefined) return this.candidateOutcome(undefined);
     // No verdict: the attempt was aborted, its answer was discarded because the request was
-    // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing.
-    if (err.kind === 'aborted' || err.kind === '5xx' || (err.kind === 'timeout' && !attempt.timeoutIsUpstreams())) return this.releaseTrial();
+    // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing or
+    // the client's slow upload spending the budget.
+    if (err.kind === 'aborted' || err.kind === '5xx') return this.releaseTrial();
+    if (err.kind === 'timeout' && !attempt.timeoutIsUpstreams(candidateAllowance((this.route as CompiledRoute).policy))) return this.releaseTrial();
     this.candidateOutcome(liveFailure(err.kind));
   }
 

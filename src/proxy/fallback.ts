@@ -43,6 +43,11 @@ export function candidateTimeout(p: FallbackPolicy, budgetLeft: number): number 
   return p.timeoutMs > 0 && p.timeoutMs < budgetLeft ? p.timeoutMs : budgetLeft;
 }
 
+/** What the route gives a candidate attempt before the budget is counted: its timeout, else the budget. */
+export function candidateAllowance(p: FallbackPolicy): number {
+  return p.timeoutMs > 0 ? p.timeoutMs : p.budgetMs;
+}
+
 /** Is this response status one the route falls back on? */
 export function fallsBackOnStatus(p: FallbackPolicy, status: number): boolean {
   return status >= 500 && status <= 599 && (p.statuses[status - 500] as boolean);

@@ -231,10 +231,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
    * timeout is the upstream's when it held the request for at least half the timeout, or when it
    * answered nothing else while this request waited (a hung upstream is still found behind a
    * saturated pool); otherwise it is cutover's queueing and must not eject a working upstream.
+   * `allowanceMs`: what the route gives the attempt (its timeout, or its budget); a timer the
+   * budget cut to under half of that was spent before sending (a slow upload buffered first).
    */
-  timeoutIsUpstreams(): boolean {
+  timeoutIsUpstreams(allowanceMs: number): boolean {
     if (!this.sent) return false;
     if (!this.expired) return true;
+    if (this.timeoutMs < allowanceMs / 2) return false;
     return performance.now() - this.sentAt >= this.timeoutMs / 2 || this.upstream.answered === this.answeredBefore;
   }
 

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { request } from 'node:http';
 import { http } from '../helpers/http.js';
 import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -35,4 +36,35 @@ t.test('hedged, both hanging: the request ends at the budget', async (t) => {
   t.equal(legacy.seen.length, 1, 'the hedge asked legacy too');
   t.equal(r.status, 504);
   t.ok(ms >= 290 && ms < 1000, `answered at the budget (${ms} ms)`);
+});
+
+// A slow upload on a replayWrites route (the body is buffered before the candidate is asked)
+// spends the budget, leaving the candidate a timer far below its own timeout: that timeout is the
+// client's, and must not eject a candidate that answers in 60 ms.
+t.test('a candidate timeout the budget cut short (slow upload buffered first) is not held against it', async (t) => {
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => res.end('candidate'), 60));
+  });
+  const route = { timeout: '300ms', budget: '300ms', replayWrites: { maxBody: '1mb' } };
+  const { proxy, admin } = await startCutover(t, await writeConfig(t, config(legacy.url, candidate.url, route), ALL_IN));
+  const post = (key: string, uploadMs: number) =>
+    new Promise<number>((resolve, reject) => {
+      const u = new URL(`${proxy}/api/x`);
+      const r = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'idempotency-key': key, 'content-length': '2' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      r.on('error', reject);
+      r.write('a');
+      setTimeout(() => r.end('b'), uploadMs);
+    });
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) statuses.push(await post(`slow-${i}`, 260));
+  t.ok(statuses.every((s) => s === 504 || s === 200), `answered (${statuses.join(', ')})`);
+  const status = await http(`${admin}/api/v1/status`);
+  const health = status.json<{ upstreams: { name: string; health: unknown }[] }>().upstreams.find((u) => u.name === 'candidate')?.health;
+  t.match(health, { healthy: true, consecutiveFailures: 0, ejections: 0 }, 'the candidate is not blamed for the time the upload took');
+  t.equal(await post('fast', 10), 200, 'a quick upload is served by the candidate');
 });
