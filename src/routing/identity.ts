@@ -153,6 +153,7 @@ const TOKEN_VERDICTS: ReadonlySet<string> = new Set([
   'ERR_JWS_INVALID',
   'ERR_JWT_INVALID',
   'ERR_JOSE_ALG_NOT_ALLOWED',
+  'ERR_JOSE_NOT_SUPPORTED', // an alg in the header that no key can verify
 ]);
 
 function bearer(v: string | string[] | undefined): string | undefined {

@@ -24,7 +24,9 @@ const JWKS_RETRY_MS = 1000;
 const JWKS_RETRY_MAX_MS = 30_000;
 
 /** jose's answers about a key set it has (no key with that kid, several), as opposed to fetching it. */
-const KEY_LOOKUP = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS']);
+// ERR_JOSE_NOT_SUPPORTED: the token's header names an alg no JWK can serve (a forged `alg`):
+// the key set answered; counting it as a failed fetch let any client fake an outage.
+const KEY_LOOKUP = new Set(['ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JOSE_NOT_SUPPORTED']);
 
 /** The code of a jose error ('' for anything else), which is how its failures are told apart. */
 export function codeOf(err: unknown): string {

@@ -87,6 +87,22 @@ t.test("a JWKS outage is in cutover's log: a warning per failed fetch, a line wh
   t.match(lines.filter((l) => l.msg.startsWith('JWKS')).at(-1), { level: 30, msg: 'JWKS answers again', jwksUrl: jwks.url });
 });
 
+t.test('a token whose header names an alg no key serves is a bad token, not a JWKS outage', async (t) => {
+  const k1 = await generateKeyPair('RS256');
+  const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
+  const lines: Array<{ level: number; msg: string }> = [];
+  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }));
+  const via = await proxyWith(t, jwks.url, ['alice', 'mallory'], logger);
+  t.equal(await via(await sign(k1, 'k1', 'alice')), 'candidate', 'the key set is fetched and works');
+  const hits = jwks.hits;
+  // Signed with a made-up HS256 secret, claiming the JWKS's kid: no RSA key verifies HS256.
+  const forged = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', kid: 'k1' }).setSubject('mallory').setExpirationTime('1h').sign(new TextEncoder().encode('x'.repeat(32)));
+  for (let i = 0; i < 3; i++) t.equal(await via(forged), 'legacy', 'the forged token is anonymous');
+  t.same(lines.filter((l) => l.msg.startsWith('JWKS')), [], 'no JWKS outage reported');
+  t.equal(jwks.hits, hits, 'and the JWKS is not fetched again for it');
+  t.equal(await via(await sign(k1, 'k1', 'alice')), 'candidate', 'real tokens still verify');
+});
+
 t.test('a hanging JWKS holds requests for the JWKS timeout (1 s by default), not 5 s', async (t) => {
   const k1 = await generateKeyPair('RS256');
   const jwks = await startJwks(t, [await jwkOf(k1, 'k1')]);
