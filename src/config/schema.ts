@@ -121,6 +121,13 @@ export const routeSchema = z.strictObject({
     const r = iss.input as { timeout: number; budget: number };
     return `${r.timeout} ms is longer than the route's budget (${r.budget} ms), which bounds the whole request, fallback included: use a timeout of at most the budget`;
   },
+}).refine((r) => r.hedge === undefined || r.budget === undefined || r.hedge < r.budget, {
+  // Legacy would be asked only once the budget is spent: the hedge could never answer.
+  path: ['hedge'],
+  error: (iss) => {
+    const r = iss.input as { hedge: number; budget: number };
+    return `${r.hedge} ms is not shorter than the route's budget (${r.budget} ms): legacy would be asked only when the request has no time left; use a hedge well below the budget`;
+  },
 });
 
 /** Limits on what clients may send; header size and timeouts apply at start, maxBody on reload too. */

@@ -131,6 +131,12 @@ t.test('a route timeout longer than its budget is refused: the budget bounds the
   for (const ok of ['timeout: 300ms, budget: 300ms', 'timeout: 300ms, budget: 2s', 'timeout: 2s', 'budget: 300ms']) {
     t.same(problems({ 'r.yaml': route(ok) }), [], `${ok}: loads`);
   }
+  t.same(
+    problems({ 'routes/r.yaml': route('hedge: 300ms, budget: 300ms') }),
+    ["routes/r.yaml: routes[0].hedge: 300 ms is not shorter than the route's budget (300 ms): legacy would be asked only when the request has no time left; use a hedge well below the budget"],
+    'a hedge at or past the budget is refused too',
+  );
+  for (const ok of ['hedge: 50ms, budget: 300ms', 'hedge: 500ms']) t.same(problems({ 'r.yaml': route(ok) }), [], `${ok}: loads`);
 });
 
 t.test('bad URLs, names and YAML', async (t) => {
