@@ -34,8 +34,13 @@ export function normalizePath(path: string): string {
 function needsWork(path: string): boolean {
   if (path.charCodeAt(0) !== 47 /* / */) return true;
   if (path.includes('//') || path.includes('/.')) return true;
-  return path.includes('%');
+  // Only escapes that change: an unreserved character, or lower-case hex. `%20`, `%40`, `%2F` and
+  // the like are common in ids and e-mail addresses and pass through as they are, without a copy.
+  return path.includes('%') && CHANGING_ESCAPE.test(path);
 }
+
+/** %41-%5A, %61-%7A, %30-%39, %2D, %2E, %5F, %7E (either case), or any escape with a-f in it. */
+const CHANGING_ESCAPE = /%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DdEe]|5[Ff]|7[Ee]|[0-9A-Fa-f][a-f]|[a-f][0-9A-Fa-f])/;
 
 const ESCAPE = /%([0-9A-Fa-f]{2})/g;
 

@@ -90,3 +90,18 @@ t.test('request targets: origin-form and absolute-form route by the same path', 
   t.equal(targetAuthority('/a'), undefined, 'origin-form has none');
   t.equal(targetAuthority('*'), undefined);
 });
+
+// Only escapes that change take the slow path; one missed here would route `customer%73` around
+// its route again. Every escape, both hex cases, against the rule stated independently.
+t.test('every %XX escape: unreserved ones decoded, the rest upper-cased, none skipped by the fast path', async (t) => {
+  const unreserved = (c: number) => /[A-Za-z0-9._~-]/.test(String.fromCharCode(c));
+  let wrong = 0;
+  for (let c = 0; c < 256; c++) {
+    const hex = c.toString(16).padStart(2, '0');
+    for (const h of new Set([hex, hex.toUpperCase()])) {
+      const want = `/a/x${unreserved(c) ? String.fromCharCode(c) : '%' + hex.toUpperCase()}y`;
+      if (normalizePath(`/a/x%${h}y`) !== want) wrong++;
+    }
+  }
+  t.equal(wrong, 0, 'all 256 bytes, lower- and upper-case hex');
+});
