@@ -1,20 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Shadower } from '../shadow/shadower.js';
 import type { RouteShadowStats } from '../shadow/results.js';
+import { RETIRED_TTL_MS } from '../shadow/route-stats.js';
 import { actorOf } from './flags-api.js';
 import { HttpError, sendJson } from './http.js';
 
 /**
  * One route's shadow findings as the API shows them: `totals` for the process's life (the
  * /metrics counters), the 1- and 5-minute windows, and the rest since `since` (start or reset).
+ * `shadowed: false` for a route a reload stopped shadowing, shown until forgotten (`forget_at`,
+ * or sooner if MAX_RETIRED routes were unshadowed after it).
  */
 export function shadowReport(s: RouteShadowStats) {
   const w1 = s.window(60);
   const w5 = s.window(300);
   const sinceReset = s.sinceReset();
+  const retired = s.retiredAt;
   return {
     route: s.route,
     flag: s.flag ?? null,
+    shadowed: retired === undefined,
+    unshadowed_at: retired === undefined ? null : new Date(retired).toISOString(),
+    forget_at: retired === undefined ? null : new Date(retired + RETIRED_TTL_MS).toISOString(),
     totals: s.totals,
     since: new Date(s.since).toISOString(),
     compared: sinceReset.compared,
@@ -50,6 +57,6 @@ export function resetShadow(shadow: Shadower, route: string | undefined, req: In
 
 function find(shadow: Shadower, route: string): RouteShadowStats {
   const s = shadow.all().find((x) => x.route === route);
-  if (!s) throw new HttpError(404, 'unknown_route', `no shadow results for route ${JSON.stringify(route)} (not shadowed, or nothing mirrored yet)`);
+  if (!s) throw new HttpError(404, 'unknown_route', `no shadow results for route ${JSON.stringify(route)} (not shadowed, nothing mirrored yet, or unshadowed long enough ago to be forgotten)`);
   return s;
 }

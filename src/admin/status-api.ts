@@ -32,7 +32,7 @@ export interface StatusDeps {
   /** Process start, for uptime (ms since epoch). */
   startedAt?: number;
   /** Shadow results per route (compared/mismatched over 1 and 5 minutes). */
-  shadow?: { all(): Array<{ route: string; window(seconds: number): { compared: number; mismatched: number; rate: number | null } }> };
+  shadow?: { all(): Array<{ route: string; retiredAt: number | undefined; window(seconds: number): { compared: number; mismatched: number; rate: number | null } }> };
 }
 
 /** Builds the topology from a loaded Config (structurally, so tests can pass plain objects). */
@@ -183,7 +183,8 @@ export async function getMetrics(observer: CutoverObserver, res: ServerResponse)
 }
 
 function shadowOf(deps: StatusDeps, route: string): Pick<RouteStatus, 'shadow'> {
-  const s = deps.shadow?.all().find((x) => x.route === route);
+  // Not a route a reload stopped shadowing: its card would read as shadowed with nothing compared.
+  const s = deps.shadow?.all().find((x) => x.route === route && x.retiredAt === undefined);
   if (!s) return {};
   const w = (sec: number) => {
     const { compared, mismatched, rate } = s.window(sec);

@@ -5,7 +5,7 @@ import type { Shadower } from './shadower.js';
 export function registerShadowMetrics(registry: Registry, shadow: Shadower): void {
   new Counter({
     name: 'cutover_shadow_total',
-    help: 'Mirrored requests by route and result: match, mismatch, error (the candidate failed or a body was over maxBody), dropped (shadow queue full).',
+    help: 'Mirrored requests by route and result: match, mismatch, error (the candidate failed or a body was over maxBody), dropped (shadow queue full). Kept (flat) for up to 24 h after a reload stops shadowing the route, so shadowing it again continues the count.',
     labelNames: ['route', 'result'] as const,
     registers: [registry],
     collect() {

@@ -25,15 +25,17 @@ const DEFAULT_NOISE_TTL_MS = 10 * 60_000;
 /**
  * Shadow outcomes for one route, in bounded memory: totals, a per-second ring for windowed rates,
  * the most frequent differing fields, noisy fields (legacy disagreeing with itself), and the last
- * few example diffs. Totals are for the process's life (they are the /metrics counters, which must
- * not go down); fields, examples and noise are since `since` (creation or the last reset).
+ * few example diffs. Totals are for the process's life, across reloads that stop and resume
+ * shadowing the route (they are the /metrics counters, which must not go down); fields, examples
+ * and noise are since `since` (creation or the last reset).
  */
 export class RouteShadowStats {
   readonly totals: Record<ShadowResult, number> = { match: 0, mismatch: 0, error: 0, dropped: 0 };
   private readonly compared = new Uint32Array(SLOTS);
   private readonly mismatched = new Uint32Array(SLOTS);
   private readonly slotTime = new Float64Array(SLOTS);
-  private readonly fields = new Map<string, number>();
+  /** Differing field -> how often and when last (ms): a field that stopped differing shows as such. */
+  private readonly fields = new Map<string, { count: number; last: number }>();
   /** Confirmed noisy fields (seen differing by two separate probes) -> when a probe last saw it differ (ms). */
   readonly noisy = new Map<string, number>();
   /** Fields one probe saw differ -> when (ms): not ignored yet. */
@@ -46,6 +48,8 @@ export class RouteShadowStats {
   /** Start of what compared/mismatched, fields, examples and noise cover (ms). */
   since: number;
   private base = { match: 0, mismatch: 0 };
+  /** When a reload stopped shadowing the route (ms); undefined while it is shadowed. */
+  retiredAt: number | undefined;
 
   constructor(
     readonly route: string,
@@ -143,6 +147,23 @@ export class RouteShadowStats {
     this.nextExpiry = Infinity;
   }
 
+  /**
+   * A reload stopped shadowing the route: totals, windows and findings are kept (see
+   * RouteStatsTable), learned noise is not: no probe would refresh it, and if shadowing comes back
+   * (perhaps with another `ignore`) it learns afresh rather than trust fields noisy back then.
+   */
+  retire(at: number): void {
+    this.retiredAt = at;
+    this.noisy.clear();
+    this.suspects.clear();
+    this.noisyCompiled = undefined;
+    this.nextExpiry = Infinity;
+  }
+
+  unretire(): void {
+    this.retiredAt = undefined;
+  }
+
   /** Forgets noisy fields and suspects no probe saw differ for a TTL. */
   private expireNoise(): void {
     const now = this.now();
@@ -177,8 +198,12 @@ export class RouteShadowStats {
     return { compared, mismatched, rate: compared ? mismatched / compared : null, windowSeconds: seconds };
   }
 
-  topFields(n = 10): Array<{ path: string; count: number }> {
-    return [...this.fields].sort((a, b) => b[1] - a[1]).slice(0, n).map(([path, count]) => ({ path, count }));
+  /** The most frequent differing fields, each with when it last differed (ISO time). */
+  topFields(n = 10): Array<{ path: string; count: number; last_seen: string }> {
+    return [...this.fields]
+      .sort((a, b) => b[1].count - a[1].count)
+      .slice(0, n)
+      .map(([path, f]) => ({ path, count: f.count, last_seen: new Date(f.last).toISOString() }));
   }
 
   recentExamples(): ShadowExample[] {
@@ -191,10 +216,15 @@ export class RouteShadowStats {
       // Keep the map bounded: forget the rarest field.
       let rare: string | undefined;
       let min = Infinity;
-      for (const [p, c] of this.fields) if (c < min) [rare, min] = [p, c];
+      for (const [p, f] of this.fields) if (f.count < min) [rare, min] = [p, f.count];
       if (rare !== undefined) this.fields.delete(rare);
     }
-    this.fields.set(path, (this.fields.get(path) ?? 0) + 1);
+    const f = this.fields.get(path);
+    if (f === undefined) this.fields.set(path, { count: 1, last: this.now() });
+    else {
+      f.count++;
+      f.last = this.now();
+    }
   }
 
   private slot(): number {

@@ -5,7 +5,8 @@ import type { Upstream } from '../upstream/pools.js';
 import { compareResponses, type CapturedResponse, type CompareOptions } from './compare.js';
 import { decodeBody } from './decode.js';
 import { compilePaths, diffJson, isLeafDifference, type PathSet } from './json-diff.js';
-import { RouteShadowStats } from './results.js';
+import type { RouteShadowStats } from './results.js';
+import { RouteStatsTable } from './route-stats.js';
 
 /** A route's shadow settings, compiled once at config load. */
 export interface CompiledShadow {
@@ -73,9 +74,7 @@ export interface ShadowJob {
  * `concurrency` jobs at once, `queue` waiting; beyond that jobs are dropped (and counted).
  */
 export class Shadower {
-  private readonly stats = new Map<string, RouteShadowStats>();
-  /** Shadowed route -> flag in the live config (setRouteFlags, at construction and on every reload). */
-  private liveFlags = new Map<string, string | undefined>();
+  private readonly stats: RouteStatsTable;
   private readonly waiting: ShadowJob[] = [];
   private active = 0;
   private closed = false;
@@ -84,7 +83,9 @@ export class Shadower {
     private limits: ShadowingConfig,
     private readonly logger: Logger,
     routes: Iterable<RouteFlag> = [],
+    now: () => number = Date.now,
   ) {
+    this.stats = new RouteStatsTable(now);
     this.setRouteFlags(routes);
   }
 
@@ -102,33 +103,24 @@ export class Shadower {
   /**
    * A route's stats, carrying the route's flag in the live config (not the one a queued job's
    * request was routed under): a reload may move a route to another flag, and the
-   * maxShadowMismatch gate finds stats by flag. A route no longer configured or no longer shadowed
-   * (a job queued before the reload) gets throwaway stats: it must not come back into the listing.
+   * maxShadowMismatch gate finds stats by flag. See RouteStatsTable.get for a route a reload
+   * stopped shadowing.
    */
   statsFor(route: string): RouteShadowStats {
-    let s = this.stats.get(route);
-    if (s === undefined) {
-      s = new RouteShadowStats(route, this.liveFlags.get(route));
-      if (this.liveFlags.has(route)) this.stats.set(route, s);
-    }
-    return s;
+    return this.stats.get(route);
   }
 
   /**
    * The live config's routes, after every (re)load: each route's stats now count for the route's
    * current flag (comparisons already made stay: they judged the same route's answers); a route no
-   * longer configured, or kept without its shadow section, drops its stats and learned noise: no
-   * fresh comparison would ever replace them, so they would be listed (and feed its flag's gate for
-   * 5 minutes) as if current, and renames across reloads would pile up.
+   * longer configured, or kept without its shadow section, is retired: listed with its totals and
+   * findings, feeding no gate, its learned noise dropped, until shadowing comes back (the same
+   * totals continue) or it is forgotten (RouteStatsTable).
    */
   setRouteFlags(routes: Iterable<RouteFlag>): void {
     const live = new Map<string, string | undefined>();
     for (const r of routes) if (r.shadow !== undefined) live.set(r.name, r.flag);
-    this.liveFlags = live;
-    for (const s of this.stats.values()) {
-      if (live.has(s.route)) s.flag = live.get(s.route);
-      else this.stats.delete(s.route);
-    }
+    this.stats.setLive(live);
   }
 
   /**
@@ -136,7 +128,7 @@ export class Shadower {
    * asked and what the since-view held, since it discards evidence. False for an unknown route.
    */
   reset(route: string | undefined, who: string): boolean {
-    const targets = route === undefined ? this.all() : [this.stats.get(route)].filter((s) => s !== undefined);
+    const targets = this.all().filter((s) => route === undefined || s.route === route);
     if (route !== undefined && targets.length === 0) return false;
     for (const s of targets) {
       this.logger.info({ route: s.route, who, since: new Date(s.since).toISOString(), ...s.sinceReset(), noisyFields: s.noisyFields() }, 'shadow results reset');
@@ -145,8 +137,9 @@ export class Shadower {
     return true;
   }
 
+  /** Shadowed routes, then retired ones still remembered (RouteShadowStats.retiredAt set). */
   all(): RouteShadowStats[] {
-    return [...this.stats.values()];
+    return this.stats.all();
   }
 
   /**
@@ -157,7 +150,7 @@ export class Shadower {
     let compared = 0;
     let mismatched = 0;
     let any = false;
-    for (const s of this.stats.values()) {
+    for (const s of this.stats.active()) {
       if (s.flag !== flag) continue;
       any = true;
       const w = s.window(300, from);

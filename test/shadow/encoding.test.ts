@@ -70,7 +70,7 @@ t.test('differing JSON under gzip is found at its JSON path', async (t) => {
   const { send } = await setup(t, encoded(gzipSync(json(DOC)), 'gzip'), encoded(brotliCompressSync(json(wrong)), 'br'));
   const r = await send(4);
   t.same(r.totals, { match: 0, mismatch: 4, error: 0, dropped: 0 });
-  t.same(r.top_fields, [{ path: '$.items[*].price', count: 4 }]);
+  t.same(r.top_fields.map(({ path, count }) => ({ path, count })), [{ path: '$.items[*].price', count: 4 }]);
   t.match(r.examples[0]?.differences, [{ path: '$.items[*].price', legacy: 10, candidate: 99 }]);
 });
 

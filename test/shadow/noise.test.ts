@@ -53,7 +53,7 @@ t.test('a legacy error page on the probe teaches nothing', async (t) => {
   const r = await run(t, (_req, res) => send(res, { error: 'busy' }, 503));
   t.same(r.noisy_fields, []);
   t.match(r.totals, { mismatch: 6, match: 0 });
-  t.same(r.top_fields, [{ path: '$.items[*].price', count: 6 }]);
+  t.same(r.top_fields.map(({ path, count }) => ({ path, count })), [{ path: '$.items[*].price', count: 6 }]);
 });
 
 t.test('a 2xx probe with another 2xx status teaches nothing', async (t) => {
@@ -73,7 +73,7 @@ t.test('whole objects and arrays are never learned, only leaves', async (t) => {
   const r = await run(t, (_req, res) => send(res, { id: 1, items: 'unavailable', extra: { a: 1 } }));
   t.same(r.noisy_fields, []);
   t.match(r.totals, { mismatch: 6, match: 0 });
-  t.same(r.top_fields, [{ path: '$.items[*].price', count: 6 }]);
+  t.same(r.top_fields.map(({ path, count }) => ({ path, count })), [{ path: '$.items[*].price', count: 6 }]);
 });
 
 t.test('a field one probe saw differ is not ignored until a second probe sees it too', async (t) => {

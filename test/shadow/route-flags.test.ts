@@ -40,7 +40,7 @@ t.test('after a reload moves a route to another flag, its shadow results count f
   t.match((await http(`${admin}/api/v1/shadow/catalog`)).json(), { flag: 'catalog_v2' });
 });
 
-t.test('setRouteFlags: the live mapping applies at once and drops removed routes', async (t) => {
+t.test('setRouteFlags: the live mapping applies at once and retires removed routes', async (t) => {
   const shadow = new Shadower({ concurrency: 1, queue: 1 }, silentLogger, [
     { name: 'catalog', flag: 'catalog_read', shadow: {} },
     { name: 'search', flag: 'search_v2', shadow: {} },
@@ -55,13 +55,15 @@ t.test('setRouteFlags: the live mapping applies at once and drops removed routes
   t.match(shadow.forFlag('catalog_v2'), { compared: 1, mismatched: 0 });
   t.equal(shadow.forFlag('catalog_read'), undefined);
   t.equal(shadow.forFlag('search_v2'), undefined, 'a route no longer configured feeds no gate');
-  t.same(shadow.all().map((s) => [s.route, s.flag]), [['catalog', 'catalog_v2']], 'the removed route is dropped, not kept for the process life');
+  t.same(shadow.all().map((s) => [s.route, s.flag, s.retiredAt === undefined]), [['catalog', 'catalog_v2', true], ['search', 'search_v2', false]], 'the removed route is listed as retired');
 
   // A job queued before the reload counts for the route's live flag.
   shadow.statsFor('catalog').record('match');
   t.match(shadow.forFlag('catalog_v2'), { compared: 2 });
   t.equal(shadow.forFlag('catalog_read'), undefined);
-  // ...and one for the removed route does not bring it back.
+  // ...and one for the removed route counts in its totals without making it live again.
   shadow.statsFor('search').record('mismatch');
-  t.same(shadow.all().map((s) => s.route), ['catalog']);
+  t.same(shadow.all().map((s) => [s.route, s.retiredAt === undefined]), [['catalog', true], ['search', false]]);
+  t.equal(shadow.all()[1]?.totals.mismatch, 2);
+  t.equal(shadow.forFlag('search_v2'), undefined, 'and feeds no gate');
 });
