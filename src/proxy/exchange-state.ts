@@ -30,7 +30,19 @@ type Tracked = ServerResponse & { [kExchange]?: ExchangeState };
  * in which these are called, is pipeline.ts's Exchange.
  */
 export abstract class ExchangeState {
+  /** Arrival: the request's duration (its log line) is measured from here, whatever the budget. */
   protected readonly startedAt = performance.now();
+  /**
+   * Where the route's budget starts. A body cutover buffers (replayWrites, shadow) is the
+   * client's time until read in full: from then on, as Envoy starts its route timeout once the
+   * whole request is in, or a slow upload would leave the upstreams nothing and end in a 504 none
+   * of them caused. Otherwise arrival: no body to wait for, or a streamed one, whose first byte is
+   * read by the dispatched attempt; the upstream works while the upload goes on, and may answer
+   * before it ends, so the upload is part of the exchange, as it is of the route's `timeout`
+   * (waiting for its end, as Envoy does, would take a listener per request and re-arming the
+   * attempt's timer mid-flight). A slow-loris upload is bounded by the listener's requestTimeout.
+   */
+  protected budgetFrom = this.startedAt;
   protected route: CompiledRoute | undefined;
   protected routeName = 'unrouted';
   protected decision: Decision = UNROUTED;
@@ -129,7 +141,7 @@ export abstract class ExchangeState {
     if (err === undefined) return this.candidateOutcome(undefined);
     // No verdict: the attempt was aborted, its answer was discarded because the request was
     // already over ('5xx' with a status below 500), or the timeout was cutover's own queueing or
-    // the client's slow upload spending the budget.
+    // a budget spent before dispatch (a JWT verified first).
     if (err.kind === 'aborted' || err.kind === '5xx') return this.releaseTrial();
     if (err.kind === 'timeout' && !attempt.timeoutIsUpstreams(candidateAllowance((this.route as CompiledRoute).policy))) return this.releaseTrial();
     this.candidateOutcome(liveFailure(err.kind));

@@ -232,7 +232,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
    * answered nothing else while this request waited (a hung upstream is still found behind a
    * saturated pool); otherwise it is cutover's queueing and must not eject a working upstream.
    * `allowanceMs`: what the route gives the attempt (its timeout, or its budget); a timer the
-   * budget cut to under half of that was spent before sending (a slow upload buffered first).
+   * budget cut to under half of that was spent before dispatch (a JWT verified first).
    */
   timeoutIsUpstreams(allowanceMs: number): boolean {
     if (!this.sent) return false;

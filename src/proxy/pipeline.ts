@@ -110,6 +110,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     if (plan.kind === 'buffer') {
       bufferBody(req, plan.max).then(
         (buf) => {
+          this.budgetFrom = performance.now(); // the upload's time was the client's (budgetFrom)
           this.body = buf;
           if (plan.replay) this.replayable = true;
           this.launchFirst(target);
@@ -118,6 +119,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       );
       return;
     }
+    // Streamed: the budget runs from arrival, i.e. dispatch, the upload included (budgetFrom).
     this.shadowing = undefined; // a body we could not keep a copy of cannot be mirrored
     this.body = req;
     // A chunked upload declared no length: its attempts count the bytes as they are sent.
@@ -138,7 +140,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   private launchFirst(target: Target): void {
     if (target === 'legacy') return this.launchLegacy();
     const route = this.route as CompiledRoute;
-    const left = this.budgetLeft(); // reading a buffered body may have spent some of it
+    const left = this.budgetLeft(); // verifying a JWT may have spent some of it
     if (left < 0) return this.launchLegacy(left); // spent already: the 504 legacy would get
     this.candidate = this.launch(route.candidate as Upstream, 'candidate', candidateTimeout(route.policy, left));
     if (route.policy.hedgeMs > 0 && this.body === null && SAFE.has(this.req.method as string)) {
@@ -159,7 +161,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   private budgetLeft(): number {
     const budget = this.route?.policy.budgetMs ?? 0;
     if (budget <= 0) return 0;
-    const left = Math.ceil(budget - (performance.now() - this.startedAt));
+    const left = Math.ceil(budget - (performance.now() - this.budgetFrom));
     return left > 0 ? left : -1;
   }
 

@@ -1,5 +1,8 @@
 import t, { type Test } from 'tap';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { http } from '../helpers/http.js';
 import { startCutover, startUpstream, writeConfig } from '../helpers/servers.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -38,10 +41,11 @@ t.test('hedged, both hanging: the request ends at the budget', async (t) => {
   t.ok(ms >= 290 && ms < 1000, `answered at the budget (${ms} ms)`);
 });
 
-// A slow upload on a replayWrites route (the body is buffered before the candidate is asked)
-// spends the budget, leaving the candidate a timer far below its own timeout: that timeout is the
-// client's, and must not eject a candidate that answers in 60 ms.
-t.test('a candidate timeout the budget cut short (slow upload buffered first) is not held against it', async (t) => {
+// A slow upload on a replayWrites route (the body is buffered before the candidate is asked) must
+// not eject a candidate that answers in 60 ms. The budget starts once such a body is in
+// (budget-upload.test.ts), so the upload no longer cuts the candidate's timer at all; a budget
+// spent before dispatch (a JWT verified first) still can: see the next test.
+t.test('a slow upload buffered first is not held against the candidate', async (t) => {
   const legacy = await startUpstream(t, 'legacy');
   const candidate = await startUpstream(t, 'candidate', (req, res) => {
     req.resume();
@@ -67,4 +71,33 @@ t.test('a candidate timeout the budget cut short (slow upload buffered first) is
   const health = status.json<{ upstreams: { name: string; health: unknown }[] }>().upstreams.find((u) => u.name === 'candidate')?.health;
   t.match(health, { healthy: true, consecutiveFailures: 0, ejections: 0 }, 'the candidate is not blamed for the time the upload took');
   t.equal(await post('fast', 10), 200, 'a quick upload is served by the candidate');
+});
+
+// A budget spent before the candidate is asked (here verifying a JWT against a slow JWKS) leaves
+// it a timer far below its own timeout: that timeout is not the candidate's, and must not eject it.
+t.test('a candidate timeout the budget cut short (a slow JWT check first) is not held against it', async (t) => {
+  const key = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(key.publicKey)), kid: 'k1', alg: 'RS256' };
+  const jwks = createServer((_req, res) => setTimeout(() => res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: [jwk] })), 200));
+  jwks.listen(0, '127.0.0.1');
+  await once(jwks, 'listening');
+  t.teardown(() => {
+    jwks.closeAllConnections();
+    jwks.close();
+  });
+  const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
+  const legacy = await startUpstream(t, 'legacy');
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    setTimeout(() => res.end('candidate'), 250);
+  });
+  const cfg = { ...config(legacy.url, candidate.url, { timeout: '300ms', budget: '300ms' }), identity: { sources: [{ jwt: { jwksUrl } }] } } as ConfigInput;
+  const { proxy, admin } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
+  const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('alice').setExpirationTime('1h').sign(key.privateKey);
+  const r = await http(`${proxy}/api/x`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(candidate.seen.length, 1, 'the candidate was asked, with what the JWKS fetch left of the budget');
+  t.equal(r.status, 504, 'it timed out, and nothing was left for legacy');
+  const status = await http(`${admin}/api/v1/status`);
+  const health = status.json<{ upstreams: { name: string; health: unknown }[] }>().upstreams.find((u) => u.name === 'candidate')?.health;
+  t.match(health, { healthy: true, consecutiveFailures: 0, ejections: 0 }, 'the candidate is not blamed for the time the JWT check took');
 });
