@@ -11,7 +11,8 @@ import type { ResponseCapture } from '../shadow/capture.js';
 import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
 import { sendProxyError, type UpstreamError } from './errors.js';
 import { candidateAllowance } from './fallback.js';
-import type { Attempt, AttemptResult } from './forward.js';
+import type { Attempt } from './forward.js';
+import type { AttemptResult } from './attempt-owner.js';
 
 export interface PipelineDeps {
   flags: { get(name: string): CompiledFlag | undefined };

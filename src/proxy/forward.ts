@@ -1,44 +1,11 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Target } from '../routing/decide.js';
 import type { Upstream } from '../upstream/pools.js';
 import { copyResponseHeaders } from './headers.js';
 import { classify, UpstreamError } from './errors.js';
 import type { ResponseCapture } from '../shadow/capture.js';
-
-/** What the owner learns when an attempt ends. */
-export interface AttemptResult {
-  /** Upstream status, or 0 when no response headers arrived. */
-  status: number;
-  /** Set when the attempt failed; `headersSent` tells whether the client already has a response. */
-  error: UpstreamError | undefined;
-  headersSent: boolean;
-}
-
-export interface ForwardRequest {
-  method: string;
-  /** Path and query as sent upstream (base path already applied). */
-  path: string;
-  headers: string[];
-  /** The client's body stream, a buffered copy, or null for bodiless requests. */
-  body: IncomingMessage | Buffer | null;
-}
-
-/**
- * What the owner makes of final response headers: `accept` sends them on to the client, `reject`
- * discards the response (nothing reaches the client), `hold` keeps it unsent with the upstream
- * paused, until the owner calls release() or cancel().
- */
-export type HeadersVerdict = 'accept' | 'reject' | 'hold';
-
-export interface AttemptOwner {
-  /** Final response headers arrived. */
-  accept(attempt: Attempt, status: number): HeadersVerdict;
-  /** Called exactly once per attempt, unless the owner cancelled it. */
-  attemptDone(attempt: Attempt, result: AttemptResult): void;
-  /** An upload without Content-Length passed the body limit while streaming. */
-  tooLarge(): void;
-}
+import type { AttemptOwner, AttemptResult, ForwardRequest } from './attempt-owner.js';
 
 const kStreaming = Symbol('cutover.streaming');
 type TrackedResponse = ServerResponse & { [kStreaming]?: Attempt | undefined };

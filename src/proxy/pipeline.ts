@@ -7,7 +7,8 @@ import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
 import type { UpstreamHealth } from '../upstream/health.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
-import { Attempt, type AttemptOwner, type AttemptResult, type HeadersVerdict } from './forward.js';
+import { Attempt } from './forward.js';
+import type { AttemptOwner, AttemptResult, HeadersVerdict } from './attempt-owner.js';
 import type { UpstreamError } from './errors.js';
 import { candidateTimeout, fallsBackOn, fallsBackOnStatus } from './fallback.js';
 import { copyRequestHeaders, hasBody, IDEMPOTENT, SAFE } from './headers.js';
@@ -119,9 +120,8 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       );
       return;
     }
-    // Streamed: the budget runs from arrival, i.e. dispatch, the upload included (budgetFrom).
     this.shadowing = undefined; // a body we could not keep a copy of cannot be mirrored
-    this.body = req;
+    this.body = req; // streamed: the budget runs from arrival, i.e. dispatch (budgetFrom)
     // A chunked upload declared no length: its attempts count the bytes as they are sent.
     if (req.headers['content-length'] === undefined) this.bodyLimit = this.state.maxBody;
     this.launchFirst(target);
