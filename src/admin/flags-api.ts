@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FlagPreconditionError, type FlagExpect } from '../flags/expect.js';
-import { AppliedThenFailedError, FlagNotUsedError, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
+import { AppliedThenFailedError, FlagNotUsedError, type FlagView, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
@@ -24,20 +24,34 @@ export function sourceJson(s: FlagSourceStatus, now = Date.now()): Record<string
   };
 }
 
+/** The routes that route by a flag, when the admin API knows the config (always, in cutover itself). */
+export type RoutesOfFlag = ((flag: string) => string[]) | undefined;
+
+/**
+ * A flag's state plus the routes that use it. A runbook call on a flag no route uses (a name the
+ * routes spell differently) is a 200 that moves nobody: the answer says so rather than stay silent.
+ */
+function withRoutes(view: FlagView, routesOf: RoutesOfFlag): FlagView | (FlagView & { routes: string[]; warning?: string }) {
+  if (routesOf === undefined) return view;
+  const routes = routesOf(view.name);
+  if (routes.length > 0) return { ...view, routes };
+  return { ...view, routes, warning: `no route uses flag ${JSON.stringify(view.name)}: this flag moves no traffic until a route names it` };
+}
+
 /** GET /api/v1/flags/:name */
-export function getFlag(flags: FlagStore, name: string, res: ServerResponse): void {
+export function getFlag(flags: FlagStore, name: string, res: ServerResponse, routesOf?: RoutesOfFlag): void {
   const view = flags.view(name);
   if (!view) throw new HttpError(404, 'unknown_flag', `no flag named ${JSON.stringify(name)}`);
-  sendJson(res, 200, view);
+  sendJson(res, 200, withRoutes(view, routesOf));
 }
 
 /** POST /api/v1/flags/:name: partial update, creating the flag if new; answers the full new state. */
-export async function postFlag(flags: FlagStore, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function postFlag(flags: FlagStore, name: string, req: IncomingMessage, res: ServerResponse, routesOf?: RoutesOfFlag): Promise<void> {
   const { patch, expect } = splitExpect(await readJson(req));
   try {
     // The store checks `expect` in its queue, just before the change (a bad name or patch is a 400 first).
     const view = await flags.set(name, patch, { source: 'admin-api', who: actorOf(req) }, expect);
-    sendJson(res, 200, view);
+    sendJson(res, 200, withRoutes(view, routesOf));
   } catch (err) {
     if (err instanceof FlagPreconditionError) return sendJson(res, 409, { error: 'precondition_failed', message: err.message, current: err.current ?? null });
     if (err instanceof FlagValidationError) throw new HttpError(400, 'invalid_flag', err.message);

@@ -5,7 +5,7 @@ import { isLocalRequest, tokenChecker } from './auth.js';
 import { getFlag, listFlags, postFlag } from './flags-api.js';
 import { decodeSegment, HttpError, sendError, sendJson } from './http.js';
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from './dashboard/page.js';
-import { getMetrics, getStatus, type StatusDeps } from './status-api.js';
+import { getMetrics, getStatus, routesOfFlag, type StatusDeps } from './status-api.js';
 import { DEFAULTS } from '../defaults.js';
 import { rolloutsApi } from './rollouts-api.js';
 import type { RolloutDriver } from '../rollout/driver.js';
@@ -121,8 +121,10 @@ async function dispatch(
   const m = FLAG_PATH.exec(path);
   if (m) {
     const name = decodeSegment(m[1] as string, 'invalid_flag');
-    if (method === 'GET') return getFlag(deps.flags, name, res);
-    if (method === 'POST') return postFlag(deps.flags, name, req, res);
+    const status = deps.status;
+    const routesOf = status !== undefined ? (flag: string) => routesOfFlag(status.topology(), flag) : undefined;
+    if (method === 'GET') return getFlag(deps.flags, name, res, routesOf);
+    if (method === 'POST') return postFlag(deps.flags, name, req, res, routesOf);
     throw methodNotAllowed('GET, POST');
   }
   if (deps.rollouts && (path === '/api/v1/rollouts' || path.startsWith('/api/v1/rollouts/'))) {

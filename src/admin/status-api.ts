@@ -35,6 +35,11 @@ export interface StatusDeps {
   shadow?: { all(): Array<{ route: string; retiredAt: number | undefined; window(seconds: number): { compared: number; mismatched: number; rate: number | null } }> };
 }
 
+/** The routes that route by `flag` in the live config (the flags API and the status say which). */
+export function routesOfFlag(topo: Topology, flag: string): string[] {
+  return topo.routes.filter((r) => r.flag === flag).map((r) => r.name);
+}
+
 /** Builds the topology from a loaded Config (structurally, so tests can pass plain objects). */
 export function topologyOf(config: {
   routes: ReadonlyArray<{ name: string; match: { path: string; methods?: string[] | undefined }; legacy: string; candidate?: string | undefined; flag?: string | undefined }>;
@@ -152,7 +157,6 @@ export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
     });
   }
 
-  const routesOfFlag = (name: string) => topo.routes.filter((r) => r.flag === name).map((r) => r.name);
   const routesOfUpstream = (name: string) =>
     topo.routes.filter((r) => r.legacy === name || r.candidate === name).map((r) => r.name).concat(topo.default === name ? ['default'] : []);
 
@@ -160,7 +164,7 @@ export function statusBody(deps: StatusDeps, now = Date.now()): StatusBody {
     time: new Date(now).toISOString(),
     uptime_s: Math.round((now - (deps.startedAt ?? now)) / 1000),
     routes,
-    flags: flagList.map((f) => ({ ...f, routes: routesOfFlag(f.name) })),
+    flags: flagList.map((f) => ({ ...f, routes: routesOfFlag(topo, f.name) })),
     upstreams: topo.upstreams.map((name) => ({ name, health: healthOf(name), routes: routesOfUpstream(name) })),
     ...(source !== undefined && { flag_source: sourceJson(source, now) }),
   };
