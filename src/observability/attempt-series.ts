@@ -5,8 +5,12 @@ import type { AttemptFailure, FallbackReason } from './observer.js';
 // The per-request side of cutover's metrics: plain counters updated on the hot path, and the
 // histogram that hands them to prom-client at scrape time (metrics.ts owns the registry).
 
-/** Histogram buckets of cutover_request_duration_seconds: 1 ms .. 10 s. */
-export const DURATION_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/**
+ * Histogram buckets of cutover_request_duration_seconds: 1 ms .. 10 s. The migration runbooks'
+ * targets (p95 < 50 ms, < 100 ms, p99 < 200 ms, < 1 s, fallback < 5 s) are bounds, so the share of
+ * attempts under each is exact in PromQL rather than interpolated inside a wider bucket.
+ */
+export const DURATION_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export interface CodeCell {
   readonly code: string;
