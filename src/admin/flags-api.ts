@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FlagPreconditionError, type FlagExpect } from '../flags/expect.js';
-import { AppliedThenFailedError, FlagNotUsedError, type FlagView, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, UnleashChangeError } from '../flags/model.js';
+import { AppliedThenFailedError, FlagNotUsedError, type FlagView, FlagOwnedError, FlagSourceError, FlagValidationError, NotSeenHereError, SupersededError, UnleashChangeError } from '../flags/model.js';
 import type { FlagSourceStatus, FlagStore } from '../flags/store.js';
 import { stripMapped } from '../proxy/forwarded.js';
 import { HttpError, readJson, sendJson } from './http.js';
@@ -58,6 +58,8 @@ export async function postFlag(flags: FlagStore, name: string, req: IncomingMess
     if (err instanceof FlagNotUsedError) throw new HttpError(409, 'not_used_by_cutover', err.message);
     // Fleet mode: the flag belongs to Unleash (no admin token, or a change it cannot take).
     if (err instanceof FlagOwnedError) throw new HttpError(409, 'owned_by_unleash', err.message);
+    // Fleet mode: a rollback of the flag came while this change waited (not applied) or ran (overridden).
+    if (err instanceof SupersededError) return sendJson(res, 409, { error: 'superseded_by_rollback', message: err.message, applied: err.applied ?? null, current: flags.view(name) ?? null });
     // Applied in Unleash for the fleet, but this replica does not route by it yet.
     if (err instanceof NotSeenHereError) throw new HttpError(504, 'not_seen_here', err.message);
     if (err instanceof UnleashChangeError && err.applied !== undefined) throw new HttpError(502, 'partly_applied', err.message);

@@ -1,4 +1,4 @@
-import { NEW_FLAG, ROUTING_FIELDS, type CompiledFlag, type FlagPatch, type FlagState, type FlagView } from './model.js';
+import { changedRouting, NEW_FLAG, ROUTING_FIELDS, type CompiledFlag, type FlagPatch, type FlagState, type FlagView } from './model.js';
 import type { Actor } from './persistence.js';
 
 /** How an external flag source is doing, for the admin API, logs and metrics. */
@@ -39,15 +39,25 @@ export interface ExternalFlags {
   names(): string[];
   /**
    * Applies the routing part of a patch in the source and resolves once this replica routes by
-   * it. Throws FlagOwnedError when that is not possible from here (no admin token, fields the
-   * source has no place for), FlagSourceError when it failed with nothing left changed, and
-   * UnleashChangeError when part or all of it is live anyway (NotSeenHereError: applied for the
-   * fleet, not seen here within a bounded wait). Must not change anything when it throws
-   * FlagOwnedError.
+   * it: true if anything was written there. Throws FlagOwnedError when that is not possible from
+   * here (no admin token, fields the source has no place for), FlagSourceError when it failed with
+   * nothing left changed, and UnleashChangeError when part or all of it is live anyway
+   * (NotSeenHereError: applied for the fleet, not seen here within a bounded wait;
+   * SupersededError: `superseded` was aborted). Must not change anything when it throws
+   * FlagOwnedError, or what `check` throws.
    */
-  apply(name: string, patch: FlagPatch, actor: Actor): Promise<void>;
+  apply(name: string, patch: FlagPatch, actor: Actor, opts?: ExternalApplyOptions): Promise<boolean>;
+  /** The flag's routing state as the source has it right now (not as last polled); throws FlagSourceError if it cannot tell. */
+  read(name: string): Promise<FlagView | undefined>;
   status(): FlagSourceStatus;
   close(): Promise<void>;
+}
+
+export interface ExternalApplyOptions {
+  /** Called with the source's current state just before anything is changed; throws to refuse. */
+  check?: (now: FlagView | undefined) => void;
+  /** Aborted when a rollback of the flag arrives: stop, and stop waiting to see this change. */
+  superseded?: AbortSignal;
 }
 
 /** A patch in fleet mode: the routing fields go to the source, the rest to the local file. */
@@ -97,4 +107,42 @@ export function fleetViewOf(kind: string, ext: FlagView | undefined, name: strin
     strict_validation: own.strict_validation,
     ...(own.description !== undefined && { description: own.description }),
   };
+}
+
+/**
+ * Is this change the source reported one this replica is making with `patch` (so not to be audited
+ * again as the source's)? Only if every routing field it changed went where the patch sets it:
+ * a change made elsewhere meanwhile (another field, another value) is someone else's, even if it
+ * arrives in the same poll. Creating a toggle or its strategy also moves `anonymous` (and the
+ * percentage to 100 unless the patch sets one), through states of its own.
+ */
+export function isOwnChange(c: ExternalChange, patch: FlagPatch, creates: boolean): boolean {
+  if (c.after === undefined) return false;
+  if (c.before === undefined) return creates;
+  const changed = changedRouting(c.before, c.after);
+  const to = { ...(creates && { percentage: 100 }), ...patch };
+  return changed.length > 0 && changed.every((k) => (k === 'anonymous' ? creates : k in to && JSON.stringify(c.after?.[k]) === JSON.stringify(to[k])));
+}
+
+/** Routing changes this replica has under way in the source, per flag: the SDK's report of one is not audited twice. */
+export class OwnChanges {
+  private readonly byFlag = new Map<string, Set<{ patch: FlagPatch; creates: boolean }>>();
+
+  /** Registers a change about to be applied from `before`; the function returned forgets it. */
+  expect(name: string, patch: FlagPatch, before: FlagView | undefined): () => void {
+    const mine = { patch, creates: before === undefined || (before.unleash?.strategies.length ?? 0) === 0 };
+    let set = this.byFlag.get(name);
+    if (set === undefined) this.byFlag.set(name, (set = new Set()));
+    const all = set;
+    all.add(mine);
+    return () => {
+      all.delete(mine);
+      if (all.size === 0 && this.byFlag.get(name) === all) this.byFlag.delete(name);
+    };
+  }
+
+  claims(c: ExternalChange): boolean {
+    const set = this.byFlag.get(c.name);
+    return set !== undefined && [...set].some((m) => isOwnChange(c, m.patch, m.creates));
+  }
 }

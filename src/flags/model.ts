@@ -268,6 +268,12 @@ export class UnleashChangeError extends FlagSourceError {
 export class NotSeenHereError extends UnleashChangeError {}
 
 /**
+ * A rollback (`enabled: false`) of the flag arrived while this change waited or ran: it is not
+ * applied after it (admin API: 409). `applied`: what of it reached Unleash before (then overridden).
+ */
+export class SupersededError extends UnleashChangeError {}
+
+/**
  * A routing change is live in the source for the whole fleet, then this replica failed to audit it
  * or to write the call's per-replica settings (admin API: 500, the message says what is live).
  */

@@ -1,27 +1,9 @@
-import { Agent, request } from 'undici';
-import { FlagOwnedError, FlagSourceError, UnleashChangeError } from './model.js';
+import { FlagOwnedError, FlagSourceError, SupersededError, UnleashChangeError } from './model.js';
+import { AdminHttp, enc, NoAnswerError, type AdminFeature, type AdminStrategy } from './unleash-admin-http.js';
 
 export { NotSeenHereError, UnleashChangeError } from './model.js';
+export type { AdminFeature, AdminStrategy } from './unleash-admin-http.js';
 import { expectedOf } from './unleash-toggles.js';
-
-/** A strategy as Unleash's Admin API returns it. */
-export interface AdminStrategy {
-  id: string;
-  name: string;
-  title?: string | null;
-  disabled?: boolean | null;
-  constraints: unknown[];
-  parameters: Record<string, string>;
-  segments?: number[];
-  variants?: unknown[];
-  sortOrder?: number;
-}
-
-export interface AdminFeature {
-  name: string;
-  project: string;
-  environments: Array<{ name: string; enabled: boolean; strategies: AdminStrategy[] }>;
-}
 
 export interface UnleashAdminOptions {
   /** The Unleash API URL, as the SDK gets it (".../api"). */
@@ -47,8 +29,23 @@ export interface ExpectedState {
   percentage?: number;
 }
 
-/** No answer (connect error, timeout, reset): the request may or may not have been applied. */
-class NoAnswerError extends FlagSourceError {}
+/** Why a change with `expect` is refused when Unleash cannot be read: it is never applied blind. */
+export const UNCHECKED = '"expect" could not be checked against Unleash\'s current state, so nothing was changed';
+
+export interface ApplyOptions {
+  /** The toggle's project as the SDK knows it (else the configured one). */
+  project?: string;
+  /** Throws to refuse the change, given the toggle as just read (undefined: no such toggle). */
+  check?: (feature: AdminFeature | undefined) => void;
+  /** Aborted when a rollback of this flag arrives: no further step is taken, the done ones are undone. */
+  superseded?: AbortSignal;
+}
+
+/** What apply did: the state the SDK must show once it has the change, and whether anything was written. */
+export interface Applied {
+  expected: ExpectedState;
+  wrote: boolean;
+}
 
 interface Step {
   /** "turn the toggle on", for messages. */
@@ -81,21 +78,37 @@ interface Step {
  * rollback the operator asked for stays, the rollout they asked for with it does not.
  */
 export class UnleashAdmin {
-  private readonly agent = new Agent({ keepAliveTimeout: 2000, connect: { timeout: 5000 } });
-  private readonly base: string;
+  private readonly http: AdminHttp;
 
   constructor(private readonly opts: UnleashAdminOptions) {
-    this.base = opts.apiUrl.replace(/\/+$/, '') + '/admin';
+    this.http = new AdminHttp(opts.apiUrl, opts.token, opts.timeoutMs);
   }
 
-  async apply(name: string, change: RoutingChange, knownProject?: string): Promise<ExpectedState> {
-    const env = this.opts.environment;
-    let project = knownProject ?? this.opts.project;
-    let feature = await this.feature(project, name);
-    if (feature === undefined && knownProject !== undefined && knownProject !== this.opts.project) {
-      project = this.opts.project;
-      feature = await this.feature(project, name);
+  /**
+   * The toggle as Unleash has it now (undefined: no such toggle), looked for in its known project
+   * (the SDK's) and then the configured one. Throws FlagSourceError when Unleash cannot tell.
+   */
+  async read(name: string, knownProject?: string): Promise<{ project: string; feature: AdminFeature | undefined }> {
+    try {
+      let project = knownProject ?? this.opts.project;
+      let feature = await this.http.feature(project, name);
+      if (feature === undefined && knownProject !== undefined && knownProject !== this.opts.project) {
+        project = this.opts.project;
+        feature = await this.http.feature(project, name);
+      }
+      return { project, feature };
+    } catch (err) {
+      throw new FlagSourceError(`Unleash: could not read toggle "${name}" (${(err as Error).message})`);
     }
+  }
+
+  async apply(name: string, change: RoutingChange, opts: ApplyOptions = {}): Promise<Applied> {
+    const env = this.opts.environment;
+    const { project, feature } = await this.read(name, opts.project).catch((err: Error) => {
+      throw new FlagSourceError(`${err.message}; ${opts.check ? UNCHECKED : 'nothing was changed'}`);
+    });
+    // The caller's precondition (`expect`), on the state this change is planned from: no extra read.
+    opts.check?.(feature);
     const envState = feature?.environments.find((e) => e.name === env);
     if (feature !== undefined && envState === undefined) {
       throw new FlagOwnedError(`toggle "${name}" in Unleash project "${project}" has no environment "${env}" (the environment of cutover's API token); change it in Unleash`, 'unleash');
@@ -181,6 +194,12 @@ export class UnleashAdmin {
 
     const done: Step[] = [];
     for (const step of steps) {
+      if (opts.superseded?.aborted) {
+        // A rollback of this flag arrived: going on would fight it. Undone like a failure.
+        if (done.length === 0) throw new SupersededError(`a rollback of "${name}" arrived before this change reached Unleash: nothing of it was applied`, undefined, 'not applied');
+        const e = await this.rollBack(name, env, done, step, new FlagSourceError('a rollback of this flag arrived meanwhile, so the change was not continued'), change);
+        throw new SupersededError(e.message, e.applied, e.note);
+      }
       try {
         await step.run();
       } catch (err) {
@@ -189,8 +208,9 @@ export class UnleashAdmin {
       done.push(step);
     }
     // Read back what the SDK will get; if that read fails, the change is in all the same.
-    const after = await this.feature(project, name).catch(() => undefined);
-    return after !== undefined ? expectedOf(after, env) : { ...(change.enabled !== undefined && { enabled: change.enabled }), ...(change.percentage !== undefined && { percentage: change.percentage }) };
+    const after = await this.http.feature(project, name).catch(() => undefined);
+    const expected = after !== undefined ? expectedOf(after, env) : { ...(change.enabled !== undefined && { enabled: change.enabled }), ...(change.percentage !== undefined && { percentage: change.percentage }) };
+    return { expected, wrote: done.length > 0 };
   }
 
   /**
@@ -240,50 +260,11 @@ export class UnleashAdmin {
     return new UnleashChangeError(parts.join(' '), Object.keys(applied).length > 0 ? applied : undefined, note);
   }
 
-  async feature(project: string, name: string): Promise<AdminFeature | undefined> {
-    return (await this.call('GET', `/projects/${enc(project)}/features/${enc(name)}`, undefined, true)) as AdminFeature | undefined;
-  }
-
   close(): Promise<void> {
-    return this.agent.close();
+    return this.http.close();
   }
 
-  private async call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body: unknown, allow404 = false): Promise<unknown> {
-    const url = this.base + path;
-    let status: number;
-    let text: string;
-    try {
-      const res = await request(url, {
-        method,
-        dispatcher: this.agent,
-        headers: { authorization: this.opts.token, 'content-type': 'application/json', accept: 'application/json' },
-        body: body === undefined ? null : JSON.stringify(body),
-        headersTimeout: this.opts.timeoutMs ?? 10_000,
-        bodyTimeout: this.opts.timeoutMs ?? 10_000,
-      });
-      status = res.statusCode;
-      text = await res.body.text();
-    } catch (err) {
-      throw new NoAnswerError(`Unleash Admin API ${method} ${url}: ${(err as Error).message}`);
-    }
-    if (allow404 && status === 404) return undefined;
-    if (status >= 300) {
-      let message = text.slice(0, 300);
-      try {
-        message = (JSON.parse(text) as { message?: string }).message ?? message;
-      } catch {
-        /* not JSON */
-      }
-      throw new FlagSourceError(`Unleash Admin API ${method} ${path} answered ${status}: ${message}`);
-    }
-    try {
-      return text ? (JSON.parse(text) as unknown) : undefined;
-    } catch {
-      return undefined; // a 2xx without JSON (on/off answer nothing useful)
-    }
+  private call(method: 'POST' | 'PUT' | 'DELETE', path: string, body: unknown): Promise<unknown> {
+    return this.http.call(method, path, body);
   }
-}
-
-function enc(s: string): string {
-  return encodeURIComponent(s);
 }

@@ -1,13 +1,15 @@
 import type { Unleash } from 'unleash-client';
-import { FlagOwnedError, NotSeenHereError, UnleashChangeError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
-import type { ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
+import { FlagOwnedError, FlagSourceError, NotSeenHereError, SupersededError, UnleashChangeError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
+import type { ExternalApplyOptions, ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
 import type { Actor } from './persistence.js';
 import { BootstrapStorage } from './unleash-bootstrap.js';
-import { UnleashAdmin, type ExpectedState, type RoutingChange } from './unleash-admin.js';
+import { UNCHECKED, UnleashAdmin, type ExpectedState, type RoutingChange } from './unleash-admin.js';
 import { environmentOfToken, sdkConfig, type UnleashSourceOptions } from './unleash-options.js';
-import { compileToggle, toggleState, type Feature } from './unleash-toggles.js';
+import { adminToggleState, compileToggle, toggleState, type Feature } from './unleash-toggles.js';
 
 export { bootstrapFileIn, environmentOfToken, UNLEASH_BOOTSTRAP_FILE, type UnleashSourceOptions } from './unleash-options.js';
+
+const OVERRIDDEN = 'a rollback of this flag arrived while it was being applied and overrides it (re-asserted in Unleash once this call settled)';
 
 /**
  * Routing flags from a real Unleash server through unleash-client (fleet mode).
@@ -140,7 +142,7 @@ export class UnleashSource implements ExternalFlags {
     return this.lastSuccessAt === undefined ? undefined : (now - this.lastSuccessAt) / 1000;
   }
 
-  async apply(name: string, patch: FlagPatch, actor: Actor): Promise<void> {
+  async apply(name: string, patch: FlagPatch, actor: Actor, opts: ExternalApplyOptions = {}): Promise<boolean> {
     const unsupported = (['cohort', 'exclude', 'anonymous'] as const).filter((k) => patch[k] !== undefined);
     if (unsupported.length > 0) {
       throw new FlagOwnedError(
@@ -148,49 +150,72 @@ export class UnleashSource implements ExternalFlags {
         'unleash',
       );
     }
-    if (this.admin === undefined) {
-      throw new FlagOwnedError(
-        `flag "${name}" is owned by Unleash (fleet mode): change it in Unleash (${this.opts.url.replace(/\/api\/?$/, '')}, environment "${this.environment}"), or give cutover UNLEASH_ADMIN_TOKEN to apply such changes there`,
-        'unleash',
-      );
-    }
-    const project = (this.client?.getFeatureToggleDefinition(name) as Feature | undefined)?.project;
+    const admin = this.adminFor(name);
+    const { check, superseded } = opts;
     const change = { enabled: patch.enabled, percentage: patch.percentage };
     const waitMs = this.refreshIntervalMs * 2 + 3000;
     let want: ExpectedState;
+    let wrote = false;
     let failure: UnleashChangeError | undefined;
     try {
-      want = await this.admin.apply(name, change, project);
+      ({ expected: want, wrote } = await admin.apply(name, change, { project: this.projectOf(name), check: check && ((f) => check(adminToggleState(f, this.environment))), superseded }));
     } catch (err) {
       // Part of it is live in Unleash (a kept "off", a failed undo): say whether we route by it.
       if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
       failure = err;
       want = err.applied;
     }
-    const seen = await this.seenHere(name, want, Date.now() + waitMs);
+    const seen = await this.seenHere(name, want, Date.now() + waitMs, superseded);
+    const overridden = !seen && superseded?.aborted === true;
     if (failure !== undefined) {
-      failure.message += seen ? ' This replica already routes by that.' : ` This replica has not seen that within ${waitMs / 1000} s (${this.sdkState()}).`;
+      failure.message += seen ? ' This replica already routes by that.' : overridden ? ` ${OVERRIDDEN}.` : ` This replica has not seen that within ${waitMs / 1000} s (${this.sdkState()}).`;
       throw failure;
     }
     this.opts.logger.info({ flag: name, who: actor.who, source: actor.source, enabled: patch.enabled, percentage: patch.percentage, seen }, 'flag change applied in Unleash');
     if (!seen) {
+      const applied = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as RoutingChange;
+      if (overridden) {
+        throw new SupersededError(`the change ${JSON.stringify(applied)} was applied in Unleash for the whole fleet, but ${OVERRIDDEN}.`, applied, 'applied, then overridden by a rollback that arrived during it');
+      }
       // Not a 200: the body would show the old state, and an operator rolling back would think
       // this replica had stopped sending users to the candidate while it still does.
-      const applied = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as RoutingChange;
       throw new NotSeenHereError(
         `the change ${JSON.stringify(applied)} was applied in Unleash for the whole fleet (environment "${this.environment}"), but THIS replica has not seen it within ${waitMs / 1000} s and still routes by the old state (${this.sdkState()}). Other replicas follow within a poll. Check this one with GET /api/v1/flags ("source"); an SDK stopped by a 401/403 on UNLEASH_API_TOKEN polls again only after a restart.`,
         applied,
         `NOT seen by this replica within ${waitMs / 1000} s (answered 504)`,
       );
     }
+    return wrote;
   }
 
-  /** Waits until this replica's SDK shows `want` (true), or the deadline (false). */
-  private async seenHere(name: string, want: ExpectedState, deadline: number): Promise<boolean> {
+  async read(name: string): Promise<FlagView | undefined> {
+    // Without an admin token there is no Admin API to ask: the SDK's last poll is all there is.
+    if (this.admin === undefined) return this.views.get(name);
+    try {
+      return adminToggleState((await this.admin.read(name, this.projectOf(name))).feature, this.environment);
+    } catch (err) {
+      throw new FlagSourceError(`${(err as Error).message}; ${UNCHECKED}`);
+    }
+  }
+
+  private adminFor(name: string): UnleashAdmin {
+    if (this.admin !== undefined) return this.admin;
+    throw new FlagOwnedError(
+      `flag "${name}" is owned by Unleash (fleet mode): change it in Unleash (${this.opts.url.replace(/\/api\/?$/, '')}, environment "${this.environment}"), or give cutover UNLEASH_ADMIN_TOKEN to apply such changes there`,
+      'unleash',
+    );
+  }
+
+  private projectOf(name: string): string | undefined {
+    return (this.client?.getFeatureToggleDefinition(name) as Feature | undefined)?.project;
+  }
+
+  /** Waits until this replica's SDK shows `want` (true), or the deadline, or `stop` aborted (false). */
+  private async seenHere(name: string, want: ExpectedState, deadline: number, stop: AbortSignal | undefined): Promise<boolean> {
     for (;;) {
       const v = this.views.get(name);
       if (v && (want.enabled === undefined || v.enabled === want.enabled) && (want.percentage === undefined || v.percentage === want.percentage)) return true;
-      if (Date.now() >= deadline || this.closed) return false;
+      if (Date.now() >= deadline || this.closed || stop?.aborted === true) return false;
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -1,6 +1,6 @@
 import type { Unleash, ClientFeaturesResponse, Context } from 'unleash-client';
 import { NEW_FLAG, type CompiledFlag, type FlagView, type UnleashToggleInfo } from './model.js';
-import type { AdminFeature } from './unleash-admin.js';
+import type { AdminFeature } from './unleash-admin-http.js';
 
 /** A toggle as the SDK holds it. */
 export type Feature = ClientFeaturesResponse['features'][number];
@@ -74,4 +74,15 @@ export function expectedOf(f: AdminFeature, env: string): { enabled: boolean; pe
   const active = (e?.strategies ?? []).filter((s) => s.disabled !== true);
   const only = active.length === 1 && active[0]?.name === 'flexibleRollout' ? Number(active[0].parameters.rollout) : undefined;
   return { enabled: e?.enabled ?? false, percentage: only };
+}
+
+/**
+ * A toggle as the Admin API returned it, in the form the SDK's view has (undefined: no such
+ * toggle, or not in `env`): what `expect` is checked against, so it compares like the flag's view.
+ */
+export function adminToggleState(f: AdminFeature | undefined, env: string): FlagView | undefined {
+  const e = f?.environments.find((x) => x.name === env);
+  if (f === undefined || e === undefined) return undefined;
+  const strategies = e.strategies.filter((s) => s.disabled !== true).map(({ name, constraints, parameters, segments }) => ({ name, constraints, parameters, segments }));
+  return toggleState({ name: f.name, project: f.project, type: f.type ?? 'release', stale: f.stale ?? false, enabled: e.enabled, strategies, variants: [] } as unknown as Feature);
 }

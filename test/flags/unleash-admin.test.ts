@@ -24,10 +24,10 @@ t.test('the safe order: on = rollout first, off = toggle first', async (t) => {
   const u = await fakeUnleash(t);
   const a = admin(t, u.api);
   u.seed('flag', false, 10);
-  t.same(await a.apply('flag', { enabled: true, percentage: 25 }), { enabled: true, percentage: 25 });
+  t.same(await a.apply('flag', { enabled: true, percentage: 25 }), { expected: { enabled: true, percentage: 25 }, wrote: true });
   t.same(u.calls, ['GET feature', 'PUT strategies', 'POST on', 'GET feature'], 'turning on: the rollout is set before the toggle goes on');
   u.calls.length = 0;
-  t.same(await a.apply('flag', { enabled: false, percentage: 10 }), { enabled: false, percentage: 10 });
+  t.same(await a.apply('flag', { enabled: false, percentage: 10 }), { expected: { enabled: false, percentage: 10 }, wrote: true });
   t.same(u.calls, ['GET feature', 'POST off', 'PUT strategies', 'GET feature'], 'turning off: the toggle goes off before the rollout changes');
 });
 

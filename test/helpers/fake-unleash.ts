@@ -31,6 +31,8 @@ export async function fakeUnleash(t: Test) {
   const state = { clientStatus: 200, nextId: 1 };
   /** Admin calls about these toggles answer this many ms late (a slow Unleash). */
   const slow = new Map<string, number>();
+  /** Admin calls of these kinds ("POST on", "PUT strategies", ...) are applied, and answered, only this many ms late. */
+  const late = new Map<string, number>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -55,6 +57,15 @@ export async function fakeUnleash(t: Test) {
       const what = `${req.method} ${action ?? (name ? 'feature' : 'features')}`;
       calls.push(what);
       const failure = failures.get(calls.length);
+      const lateMs = late.get(what);
+      if (lateMs !== undefined) return void setTimeout(() => admin(project, name, action, strategyId, what, failure), lateMs);
+      admin(project, name, action, strategyId, what, failure);
+    });
+    function admin(project: string | undefined, name: string | undefined, action: string | undefined, strategyId: string | undefined, what: string, failure: Failure | undefined) {
+      const send = (status: number, json?: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(json === undefined ? '' : JSON.stringify(json));
+      };
       if (failure === 'fail') return send(500, { message: `injected failure of call ${calls.length} (${what})` });
       const toggle = toggles.get(name ?? (JSON.parse(body || '{}') as { name: string }).name);
       const env = toggle?.environments.find((e) => e.name === ENV);
@@ -82,10 +93,10 @@ export async function fakeUnleash(t: Test) {
         answer = env.strategies.length < before ? [200] : [404, { message: 'no such strategy' }];
       }
       if (failure === 'lost') return res.destroy();
-      const late = slow.get(name ?? '');
-      if (late !== undefined) return void setTimeout(() => send(...answer), late);
+      const slowMs = slow.get(name ?? '');
+      if (slowMs !== undefined) return void setTimeout(() => send(...answer), slowMs);
       send(...answer);
-    });
+    }
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -100,7 +111,7 @@ export async function fakeUnleash(t: Test) {
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));
   };
-  return { api, toggles, calls, failures, state, slow, seed, env, rollout, stop };
+  return { api, toggles, calls, failures, state, slow, late, seed, env, rollout, stop };
 }
 
 export interface AuditLine {

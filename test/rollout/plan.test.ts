@@ -230,6 +230,7 @@ t.test('fleet mode without an Unleash admin token: a plan is refused with 409, n
     apply: async () => {
       throw new FlagOwnedError('flag "f" is owned by Unleash (fleet mode): change it in Unleash, or give cutover UNLEASH_ADMIN_TOKEN', 'unleash');
     },
+    read: async (n) => (n === 'f' ? view : undefined),
     status: () => ({ kind: 'unleash', up: true, lastSuccessAt: Date.now(), lastFailureAt: undefined, lastError: undefined, servingFrom: 'source', flags: 1 }),
     close: async () => undefined,
   };

@@ -1,0 +1,138 @@
+// Fleet mode against a real HTTP server standing in for Unleash (test/helpers/fake-unleash.ts),
+// with Admin API calls it applies and answers late (a slow Unleash): a rollback does not wait
+// behind a change to the same flag, `expect` is checked against Unleash's current state, and a
+// change made through the admin API is audited and counted once.
+import t from 'tap';
+import { writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { http, postJson } from '../helpers/http.js';
+import { parseProm } from '../helpers/prom.js';
+import { waitFor } from '../helpers/servers.js';
+import { fleet } from '../helpers/fake-unleash.js';
+
+/** Unleash takes this long to apply and answer a "POST on": well past every answer timed below. */
+const SLOW_MS = 2500;
+
+type Fleet = Awaited<ReturnType<typeof fleet>>;
+
+/** Toggle "flag" off at 25 % (as after an earlier rollback), seen by the replica; the audit log's lines so far. */
+async function offAt25(f: Fleet): Promise<number> {
+  (f.u.env('flag') as { enabled: boolean }).enabled = false;
+  await waitFor(() => f.running.cutover.store.view('flag')?.enabled === false, 3000, 'the replica to see the toggle off');
+  f.u.calls.length = 0;
+  return (await f.audit()).length;
+}
+
+const timed = (f: Fleet, body: unknown, who: string, started: number) =>
+  postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': who }).then((r) => ({ status: r.status, json: r.json<{ error?: string; message: string }>(), at: Date.now() - started }));
+
+t.test('a rollback answers at once behind a slow change to the same flag; the queued change is refused; the slow "on" landing after it is undone', async (t) => {
+  const f = await fleet(t);
+  const seen = await offAt25(f);
+  f.u.late.set('POST on', SLOW_MS);
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started); // GET, PUT 50, POST on (slow)
+  await new Promise((r) => setTimeout(r, 150));
+  const queued = timed(f, { percentage: 75 }, 'alice', started);
+  await new Promise((r) => setTimeout(r, 100));
+  const rollback = await timed(f, { enabled: false }, 'bob', started);
+  t.equal(rollback.status, 200, 'the rollback is answered');
+  t.ok(rollback.at - 250 < SLOW_MS / 2, `within ${rollback.at - 250} ms of being sent, not behind the slow call (${SLOW_MS} ms)`);
+  const q = await queued;
+  t.equal(q.status, 409, 'the change queued before it is refused, not applied after it');
+  t.match(q.json, { error: 'superseded_by_rollback', message: /^not applied: a rollback of "flag" \(\{"enabled":false\} by admin-api:bob@127\.0\.0\.1\) arrived while this change waited its turn/ });
+  t.ok(q.at <= rollback.at, 'and told so no later than the rollback');
+  const r = await ramp;
+  t.equal(r.status, 409, 'the change under way is answered too');
+  t.match(r.json, { error: 'superseded_by_rollback', message: /was applied in Unleash for the whole fleet, but a rollback of this flag arrived while it was being applied and overrides it/ });
+  await waitFor(() => f.running.cutover.store.flagQueueCount === 0, 5000, 'the re-assert');
+  t.match(f.u.env('flag'), { enabled: false }, 'Unleash ends off: its late "on" was switched off again');
+  t.same(f.u.rollout('flag'), [50], 'the refused 75 % never reached Unleash');
+  t.equal(f.running.cutover.store.view('flag')?.enabled, false, 'and this replica routes by that');
+  const lines = (await f.audit()).slice(seen);
+  t.same(lines.map((l) => `${l.actor.split('@')[0]} ${String(l.after?.enabled)},${String(l.after?.percentage)}`), ['admin-api:bob false,50', 'admin-api:alice true,50', 'admin-api:bob false,50'], 'what was live fleet-wide, each once');
+  t.match(lines[1], { reason: 'applied in unleash; applied, then overridden by a rollback that arrived during it' });
+  t.match(lines[2], { reason: /re-asserted/, before: { enabled: true, percentage: 50 }, after: { enabled: false } });
+});
+
+t.test('a change sent after a rollback waits for its re-assert: what the operator said last stands', async (t) => {
+  const f = await fleet(t);
+  await offAt25(f);
+  f.u.late.set('POST on', SLOW_MS);
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal((await timed(f, { enabled: false }, 'bob', started)).status, 200);
+  f.u.late.delete('POST on');
+  const again = await timed(f, { enabled: true, percentage: 10 }, 'carol', started);
+  t.equal(again.status, 200, 'applied');
+  t.ok(again.at >= SLOW_MS, 'after the change the rollback overtook had settled (and the rollback was re-asserted)');
+  t.equal((await ramp).status, 409);
+  t.match(f.u.env('flag'), { enabled: true }, 'Unleash ends as carol said');
+  t.same(f.u.rollout('flag'), [10]);
+});
+
+t.test('a rollback refused by its expect as "already off" (the dashboard\'s Disable) still stands against an "on" landing after it', async (t) => {
+  const f = await fleet(t);
+  await offAt25(f);
+  f.u.late.set('POST on', SLOW_MS);
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
+  await new Promise((r) => setTimeout(r, 150));
+  const disable = await timed(f, { enabled: false, expect: { enabled: true } }, 'dashboard', started);
+  t.equal(disable.status, 409, 'Unleash has it off (the "on" has not landed): "already off"');
+  t.match(disable.json, { error: 'precondition_failed', current: { enabled: false } });
+  t.equal((await ramp).status, 409);
+  await waitFor(() => f.running.cutover.store.flagQueueCount === 0, 5000, 'the re-assert');
+  t.match(f.u.env('flag'), { enabled: false }, 'and off it stays');
+});
+
+t.test('expect is checked against the toggle in Unleash now, not as this replica last polled it', async (t) => {
+  const f = await fleet(t);
+  f.u.state.clientStatus = 500; // this replica's SDK keeps its last state (on, 25 %)
+  await new Promise((r) => setTimeout(r, 400));
+  (f.u.env('flag') as { enabled: boolean }).enabled = false; // Bob, in Unleash's UI
+  f.u.calls.length = 0;
+  t.equal(f.running.cutover.store.view('flag')?.enabled, true, 'this replica still shows it on');
+  const r = await f.post({ percentage: 50, expect: { enabled: true } });
+  t.equal(r.status, 409);
+  t.match(r.json(), { error: 'precondition_failed', message: /it is enabled false, not enabled true as expected/, current: { enabled: false, percentage: 25 } });
+  t.same(f.u.calls, ['GET feature'], 'one read, nothing written');
+  const local = await f.post({ health_check_interval: 30, expect: { enabled: true } });
+  t.equal(local.status, 409, 'also for a change of per-replica settings only');
+  await t.rejects(stat(join(f.dirs.flagsDir, 'flag.json')), 'nothing written');
+  t.same(f.u.rollout('flag'), [25]);
+  t.same(await f.adminLines(), []);
+});
+
+t.test('expect when Unleash cannot be read: refused, nothing changed', async (t) => {
+  const f = await fleet(t);
+  f.u.calls.length = 0;
+  f.u.failures.set(1, 'fail').set(2, 'fail');
+  const r = await f.post({ percentage: 50, expect: { enabled: true } });
+  t.equal(r.status, 502);
+  t.match(r.json(), { error: 'unleash_error', message: /^Unleash: could not read toggle "flag" \(.*answered 500.*\); "expect" could not be checked against Unleash's current state, so nothing was changed$/ });
+  const local = await f.post({ health_check_interval: 30, expect: { enabled: true } });
+  t.equal(local.status, 502, 'also for per-replica settings only');
+  t.same(f.u.calls, ['GET feature', 'GET feature'], 'only the reads');
+  await t.rejects(stat(join(f.dirs.flagsDir, 'flag.json')));
+  t.same(await f.adminLines(), []);
+});
+
+t.test('an admin change is audited and counted once, as admin-api; a change made in Unleash still as unleash', async (t) => {
+  const f = await fleet(t);
+  const changes = async (source: string) => parseProm((await http(`http://127.0.0.1:${f.adminPort}/metrics`)).text).value('cutover_flag_changes_total', { flag: 'flag', source });
+  t.equal((await f.post({ percentage: 50 })).status, 200);
+  // A toggle Unleash lacks, created by the change (through states of its own: off, no strategy, ...).
+  await writeFile(join(f.dirs.flagsDir, 'fresh.json'), JSON.stringify({ enabled: false, percentage: 0, health_check_interval: 30 }));
+  await waitFor(() => f.running.cutover.store.uses('fresh'), 3000, 'fresh.json to be read');
+  t.equal((await f.post({ enabled: true, percentage: 5 }, 'fresh')).status, 200);
+  await new Promise((r) => setTimeout(r, 600)); // three more polls
+  t.same((await f.audit()).filter((l) => l.source !== 'file').map((l) => `${l.source} ${l.flag}`), ['admin-api flag', 'admin-api fresh'], 'no unleash line for what the poll saw of them');
+  t.same([await changes('admin-api'), await changes('unleash')], [1, 0]);
+  (f.u.env('flag') as { enabled: boolean }).enabled = false; // Bob, in Unleash's UI
+  await waitFor(async () => (await f.audit()).some((l) => l.source === 'unleash'), 3000, "Bob's change in the audit log");
+  t.match((await f.audit()).filter((l) => l.source === 'unleash'), [{ flag: 'flag', before: { enabled: true, percentage: 50 }, after: { enabled: false, percentage: 50 } }]);
+  t.same([await changes('admin-api'), await changes('unleash')], [1, 1]);
+});
