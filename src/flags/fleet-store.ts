@@ -1,6 +1,6 @@
 import type { SerialQueue } from '../util/serial-queue.js';
 import type { Logger } from '../observability/logger.js';
-import { AppliedThenFailedError, applyPatch, FlagNotUsedError, NEW_FLAG, sameState, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
+import { AppliedThenFailedError, applyPatch, FlagNotUsedError, NEW_FLAG, sameState, SupersededError, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
 import { fleetViewOf, OwnChanges, splitPatch, type ExternalApplyOptions, type ExternalChange, type ExternalFlags } from './fleet.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
 import { checkExpect, FlagPreconditionError, type FlagExpect } from './expect.js';
@@ -143,7 +143,8 @@ export class FleetChanges {
       wrote = await external.apply(name, routing, actor, opts);
     } catch (err) {
       if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
-      const applied = err.applied;
+      // Overtaken by a rollback: what Unleash showed right after its calls (the rollback's off may be in it).
+      const applied = { ...err.applied, ...(err instanceof SupersededError && Object.fromEntries(Object.entries(err.after ?? {}).filter(([, v]) => v !== undefined))) };
       const unaudited = await host.queue.run(() =>
         auditLine((before) => ({ name, before, after: { ...(before ?? { name, ...NEW_FLAG }), ...applied }, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() })),
       );

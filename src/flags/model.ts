@@ -269,9 +269,14 @@ export class NotSeenHereError extends UnleashChangeError {}
 
 /**
  * A rollback (`enabled: false`) of the flag arrived while this change waited or ran: it is not
- * applied after it (admin API: 409). `applied`: what of it reached Unleash before (then overridden).
+ * applied after it (admin API: 409). `applied`: what of it reached Unleash (then overridden);
+ * `after`: the toggle as read back right after its calls, for the audit line.
  */
-export class SupersededError extends UnleashChangeError {}
+export class SupersededError extends UnleashChangeError {
+  constructor(message: string, applied: Pick<FlagPatch, 'enabled' | 'percentage'> | undefined, note: string, readonly after?: Pick<FlagPatch, 'enabled' | 'percentage'>) {
+    super(message, applied, note);
+  }
+}
 
 /**
  * A routing change is live in the source for the whole fleet, then this replica failed to audit it

@@ -175,7 +175,7 @@ export class UnleashSource implements ExternalFlags {
     if (!seen) {
       const applied = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as RoutingChange;
       if (overridden) {
-        throw new SupersededError(`the change ${JSON.stringify(applied)} was applied in Unleash for the whole fleet, but ${OVERRIDDEN}.`, applied, 'applied, then overridden by a rollback that arrived during it');
+        throw new SupersededError(`the change ${JSON.stringify(applied)} was applied in Unleash for the whole fleet, but ${OVERRIDDEN}.`, applied, 'applied, then overridden by a rollback that arrived during it', want);
       }
       // Not a 200: the body would show the old state, and an operator rolling back would think
       // this replica had stopped sending users to the candidate while it still does.

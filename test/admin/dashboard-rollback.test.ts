@@ -5,7 +5,8 @@ import { fleet } from '../helpers/fake-unleash.js';
 import { waitFor } from '../helpers/servers.js';
 
 // Rollback is never greyed out: while a change to a flag waits on a slow Unleash (up to 15 s), its
-// Disable is still clickable and sent at once, and the page ends on the server's final state.
+// Disable is still clickable and sent at once, the server applies it at once (not behind the
+// change: test/flags/fleet-rollback.test.ts), and the page ends on the server's final state.
 
 const found = await browserOrSkipReason(t);
 
@@ -14,9 +15,9 @@ if (typeof found === 'string') {
 } else {
   t.test('Disable during a slow Set %: clickable, sent, and the final state is what stays on screen', async (t) => {
     const f = await fleet(t);
-    f.u.slow.set('flag', 300); // every admin call about "flag": a change takes ~1 s
+    f.u.late.set('PUT strategies', 4000); // Unleash takes 4 s to apply and answer a rollout change
     const page = await (await found.launch(t)).newPage();
-    const errors = watchErrors(page);
+    const errors = watchErrors(page, /status of 409 \(Conflict\)/); // the Set %'s answer: superseded_by_rollback
     await page.goto(`http://127.0.0.1:${f.adminPort}/`);
     const row = page.locator('tr[data-flag="flag"]');
     const toggle = row.locator('button.toggle');
@@ -43,6 +44,8 @@ if (typeof found === 'string') {
     t.ok(await toggle.isEnabled(), 'Disable does not');
 
     holding = true;
+    await waitFor(() => held.length > 0, 5000, 'a status answer from before the rollback');
+    const clickedAt = Date.now();
     const clicked = await toggle.click({ timeout: 2000 }).then(
       () => true,
       (err: Error) => t.fail(`Disable not clickable while Set % is in flight: ${err.message.split('\n')[0]}`),
@@ -50,21 +53,23 @@ if (typeof found === 'string') {
     t.ok(clicked, 'Disable clicked during the Set %');
     const toast = page.locator('#toast');
     await waitFor(async () => /flag disabled: everyone on legacy/.test(await toast.innerText()), 10_000, 'the rollback confirmed');
+    t.ok(Date.now() - clickedAt < 3000, `confirmed ${Date.now() - clickedAt} ms after the click, not behind the Set % (4 s)`);
     await waitFor(async () => (await pill.innerText()) === 'disabled', 5000, 'the page shows it off');
-    t.ok(held.length > 0, `${held.length} answer(s) from before the rollback held back`);
     holding = false;
     await Promise.all(held.map((release) => release()));
     await new Promise((r) => setTimeout(r, 500));
-
     t.equal(await pill.innerText(), 'disabled', 'still shown off after the late answers');
+
+    // The Set %'s rollout lands in Unleash after the rollback: off at 50 %, and its late 409 is not toasted.
+    await waitFor(async () => (await row.locator('.pct-val').innerText()) === '50 %', 10_000, 'the final state on screen');
+    t.equal(await pill.innerText(), 'disabled');
     t.equal(await toggle.innerText(), 'Enable');
-    t.equal(await row.locator('.pct-val').innerText(), '50 %');
     t.match(await toast.innerText(), /flag disabled: everyone on legacy/, 'the last word is the rollback');
     t.notOk(await row.evaluate((el) => el.classList.contains('busy')), 'nothing in flight any more');
     t.ok(await row.locator('.apply').isEnabled(), 'Set % back');
     t.equal(f.u.env('flag')?.enabled, false, 'off in Unleash');
     t.same(f.u.rollout('flag'), [50]);
-    t.same((await f.adminLines()).map((l) => [l.after?.enabled, l.after?.percentage]), [[true, 50], [false, 50]], 'both changes, in the order sent');
+    t.same((await f.adminLines()).map((l) => [l.after?.enabled, l.after?.percentage]), [[false, 25], [false, 50]], 'the rollback, then the Set % as it landed (overridden: it never turned the toggle on)');
     t.same(errors, [], 'no script errors');
   });
 }
