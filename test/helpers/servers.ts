@@ -205,3 +205,29 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000,
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
+
+/**
+ * A raw TCP upstream that takes the request headers and the first `readBytes` bytes, then stops
+ * reading for good. Raw, so "stops reading" is exactly that: node:http's parser reads its socket
+ * directly, whatever the request stream's pause state. `received()`: bytes read so far.
+ */
+export async function startStalledUpstream(t: Teardown, readBytes = 256 * 1024): Promise<{ url: string; received: () => number }> {
+  const { createServer: createNet } = await import('node:net');
+  let received = 0;
+  const sockets = new Set<import('node:net').Socket>();
+  const stalled = createNet((sock) => {
+    sockets.add(sock);
+    sock.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received > readBytes) sock.pause();
+    });
+    sock.on('error', () => undefined);
+  });
+  stalled.listen(0, '127.0.0.1');
+  await once(stalled, 'listening');
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((r) => stalled.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(stalled.address() as AddressInfo).port}`, received: () => received };
+}

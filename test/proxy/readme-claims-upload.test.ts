@@ -1,9 +1,7 @@
 import t, { type Test } from 'tap';
 import { request, type ClientRequest } from 'node:http';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { http } from '../helpers/http.js';
-import { deadUrl, startCutover, startUpstream, twoSided, waitFor, writeConfig, type InProcess } from '../helpers/servers.js';
+import { deadUrl, startCutover, startStalledUpstream, startUpstream, twoSided, waitFor, writeConfig, type InProcess } from '../helpers/servers.js';
 
 // README claims about uploads (request bodies) that had no test of their own.
 
@@ -120,26 +118,9 @@ t.test('an upload the upstream never started reading (connection refused) still 
 
 // "bodies stream both ways with backpressure and are never buffered whole": the upload side.
 t.test('an upstream that stops reading pauses the uploading client: cutover does not soak up the body', async (t) => {
-  // A raw TCP upstream, so "stops reading" is exactly that: node:http's parser reads its socket
-  // directly, whatever the request stream's pause state.
-  let received = 0;
-  const sockets = new Set<Socket>();
-  const stalled = createServer((sock) => {
-    sockets.add(sock);
-    sock.on('data', (c: Buffer) => {
-      received += c.length;
-      // Takes the headers and the first bytes of the body, then stops reading for good.
-      if (received > 256 * 1024) sock.pause();
-    });
-    sock.on('error', () => undefined);
-  });
-  stalled.listen(0, '127.0.0.1');
-  await once(stalled, 'listening');
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => stalled.close(() => r()));
-  });
-  const legacy = { url: `http://127.0.0.1:${(stalled.address() as AddressInfo).port}` };
+  // Takes the headers and the first bytes of the body, then stops reading for good.
+  const stalled = await startStalledUpstream(t);
+  const legacy = { url: stalled.url };
   const candidate = await startUpstream(t, 'candidate');
   const cfg = {
     upstreams: { legacy, candidate: { url: candidate.url } },
@@ -151,10 +132,10 @@ t.test('an upstream that stops reading pauses the uploading client: cutover does
   const { req, outcome } = openUpload(proxy, { 'content-length': String(SIZE) });
   await waitFor(async () => {
     req.write(CHUNK);
-    return received > 0;
+    return stalled.received() > 0;
   }, 3000, 'upload reached the upstream');
   const { written, stalled: paused } = await writeUntilStalled(req, SIZE, 1000);
-  t.comment(`client wrote ${(written / MB).toFixed(1)} MB of ${SIZE / MB} MB before stalling; upstream read ${(received / MB).toFixed(2)} MB`);
+  t.comment(`client wrote ${(written / MB).toFixed(1)} MB of ${SIZE / MB} MB before stalling; upstream read ${(stalled.received() / MB).toFixed(2)} MB`);
   t.ok(paused, 'the client is paused by TCP backpressure (no drain for 1 s)');
   // What sits between a stalled upstream and the client is socket buffers on loopback (a few MB
   // each, autotuned) plus one stream's highWaterMark per hop, nowhere near the body's size.
