@@ -37,11 +37,11 @@ export abstract class ExchangeState {
    * Where the route's budget starts. A body cutover buffers (replayWrites, shadow) is the
    * client's time until read in full: from then on, as Envoy starts its route timeout once the
    * whole request is in, or a slow upload would leave the upstreams nothing and end in a 504 none
-   * of them caused. Otherwise arrival: no body to wait for, or a streamed one, whose first byte is
-   * read by the dispatched attempt; the upstream works while the upload goes on, and may answer
-   * before it ends, so the upload is part of the exchange, as it is of the route's `timeout`
-   * (waiting for its end, as Envoy does, would take a listener per request and re-arming the
-   * attempt's timer mid-flight). A slow-loris upload is bounded by the listener's requestTimeout.
+   * of them caused. Otherwise arrival: no body to wait for, or a streamed one, which only the
+   * dispatched attempt reads; that attempt restarts its timer (the route's `timeout`, cut to the
+   * budget) once it has written the whole body (Attempt.onRequestSent), so the upload is not the
+   * upstream's time either; no attempt follows one that sent a streamed body (nothing to replay).
+   * A slow-loris upload is bounded by the listener's requestTimeout.
    */
   protected budgetFrom = this.startedAt;
   protected route: CompiledRoute | undefined;

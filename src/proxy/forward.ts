@@ -27,9 +27,11 @@ const ABANDONED = new Error('attempt abandoned before it was sent');
 export class Attempt implements Dispatcher.DispatchHandler {
   /** True once undici started writing the request: the upstream may have seen it. */
   sent = false;
-  /** When undici started writing it (performance.now()); 0 until then, or with no route timeout. */
+  /** When the route's timer last started counting on the upstream (sending, or a streamed body's end); 0 untimed. */
   private sentAt = 0;
   private timeoutMs = 0;
+  /** A timed attempt streaming the client's body, until undici has written all of it (onRequestSent). */
+  private uploading = false;
   /** The upstream's `answered` when this attempt was dispatched. */
   private answeredBefore = 0;
   /** Set when shadow mode wants a copy of this response. */
@@ -63,7 +65,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.bodyLimit = bodyLimit;
     this.timeoutMs = timeoutMs;
     this.answeredBefore = this.upstream.answered;
-    if (timeoutMs > 0) this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
+    if (timeoutMs > 0) {
+      this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
+      this.uploading = req.body !== null && !(req.body instanceof Buffer);
+    }
     this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
     return this;
   }
@@ -74,6 +79,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.sent = true;
     if (this.timeoutMs > 0) this.sentAt = performance.now(); // read only when the route's timer fires
     this.abortUpstream = abort;
+  }
+
+  /**
+   * undici wrote the whole request. A streamed body came at the client's pace, and an upstream
+   * cannot be expected to answer before it has it all: the route's timer starts over from here,
+   * as Envoy starts its route timeout once the whole request is in (expire() ignored it meanwhile).
+   */
+  onRequestSent(): void {
+    if (!this.uploading) return;
+    this.uploading = false;
+    if (this.settled || this.status !== 0 || this.rejectedStatus !== 0) return; // answered already
+    this.sentAt = performance.now();
+    (this.timer as NodeJS.Timeout).refresh(); // re-arms it, fired or not
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
@@ -192,7 +210,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /**
    * Whether a timeout counts against the upstream. Its own headersTimeout runs from sending, so
-   * it always had that time. The route's timer runs from dispatch, so a request that waited in
+   * it always had that time. The route's timer runs from dispatch (and again from the end of a
+   * streamed body: onRequestSent), so a request that waited in
    * cutover's own pool reaches the upstream with part of its time spent, and when one timeout
    * costs the pool its connection the next queued request goes out with even less. Such a
    * timeout is the upstream's when it held the request for at least half the timeout, or when it
@@ -209,6 +228,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   expire(): void {
+    // Sent, and still writing a body the client streams slowly: the time is the client's, not the
+    // upstream's, so no timeout now; onRequestSent re-arms the timer. An upstream that stops
+    // reading meanwhile is cut by its own headersTimeout, which runs while undici waits on it.
+    if (this.uploading && this.sent) return;
     this.expired = true;
     setImmediate(confirmAttemptTimeout, this);
   }

@@ -121,7 +121,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
       return;
     }
     this.shadowing = undefined; // a body we could not keep a copy of cannot be mirrored
-    this.body = req; // streamed: the budget runs from arrival, i.e. dispatch (budgetFrom)
+    this.body = req; // streamed: the attempt's timer restarts once it is sent (budgetFrom)
     // A chunked upload declared no length: its attempts count the bytes as they are sent.
     if (req.headers['content-length'] === undefined) this.bodyLimit = this.state.maxBody;
     this.launchFirst(target);
