@@ -211,9 +211,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /**
    * Whether a timeout counts against the upstream. Its own headersTimeout runs from sending, so
    * it always had that time. The route's timer runs from dispatch (and again from the end of a
-   * streamed body: onRequestSent), so a request that waited in
-   * cutover's own pool reaches the upstream with part of its time spent, and when one timeout
-   * costs the pool its connection the next queued request goes out with even less. Such a
+   * streamed body: onRequestSent), so a request that waited in cutover's own pool reaches the
+   * upstream with part of its time spent, and when one timeout costs the pool its connection the
+   * next queued request goes out with even less. Such a
    * timeout is the upstream's when it held the request for at least half the timeout, or when it
    * answered nothing else while this request waited (a hung upstream is still found behind a
    * saturated pool); otherwise it is cutover's queueing and must not eject a working upstream.
