@@ -209,16 +209,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * Whether a timeout counts against the upstream. Its own headersTimeout runs from sending, so
-   * it always had that time. The route's timer runs from dispatch (and again from the end of a
+   * Whether a timeout counts against the upstream. Its own headersTimeout runs from sending, so it
+   * always had that time. The route's timer runs from dispatch (and again from the end of a
    * streamed body: onRequestSent), so a request that waited in cutover's own pool reaches the
    * upstream with part of its time spent, and when one timeout costs the pool its connection the
-   * next queued request goes out with even less. Such a
-   * timeout is the upstream's when it held the request for at least half the timeout, or when it
-   * answered nothing else while this request waited (a hung upstream is still found behind a
-   * saturated pool); otherwise it is cutover's queueing and must not eject a working upstream.
-   * `allowanceMs`: what the route gives the attempt (its timeout, or its budget); a timer the
-   * budget cut to under half of that was spent before dispatch (a JWT verified first).
+   * next queued request goes out with even less. Such a timeout is the upstream's when it held the
+   * request for at least half the timeout, or when it answered nothing else while this request
+   * waited (a hung upstream is still found behind a saturated pool); otherwise it is cutover's
+   * queueing and must not eject a working upstream. `allowanceMs`: what the route gives the attempt
+   * (its timeout, or its budget); a timer the budget cut to under half of it was spent before
+   * dispatch (a JWT verified first).
    */
   timeoutIsUpstreams(allowanceMs: number): boolean {
     if (!this.sent) return false;
@@ -228,9 +228,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   expire(): void {
-    // Sent, and still writing a body the client streams slowly: the time is the client's, not the
-    // upstream's, so no timeout now; onRequestSent re-arms the timer. An upstream that stops
-    // reading meanwhile is cut by its own headersTimeout, which runs while undici waits on it.
+    // Still writing a body the client streams slowly: the client's time, not the upstream's, so no
+    // timeout now (onRequestSent re-arms it; an upstream that stops reading hits headersTimeout).
     if (this.uploading && this.sent) return;
     this.expired = true;
     setImmediate(confirmAttemptTimeout, this);
