@@ -39,8 +39,8 @@ export abstract class ExchangeState {
    * whole request is in, or a slow upload would leave the upstreams nothing and end in a 504 none
    * of them caused. Otherwise arrival: no body to wait for, or a streamed one, which only the
    * dispatched attempt reads; that attempt restarts its timer (the route's `timeout`, cut to the
-   * budget) once it has written the whole body (Attempt.onRequestSent), so the upload is not the
-   * upstream's time either; no attempt follows one that sent a streamed body (nothing to replay).
+   * budget, less its queueing) once it has written the whole body (Attempt.onRequestSent), so the
+   * upload is not the upstream's time either; no attempt follows one that sent a streamed body.
    * A slow-loris upload is bounded by the listener's requestTimeout.
    */
   protected budgetFrom = this.startedAt;

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Target } from '../routing/decide.js';
 import type { Upstream } from '../upstream/pools.js';
@@ -30,8 +30,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** When the route's timer last started counting on the upstream (sending, or a streamed body's end); 0 untimed. */
   private sentAt = 0;
   private timeoutMs = 0;
-  /** A timed attempt streaming the client's body, until undici has written all of it (onRequestSent). */
-  private uploading = false;
+  /** The client's body a timed attempt streams, until undici has written all of it (onRequestSent). */
+  private upload: IncomingMessage | null = null;
   /** The upstream's `answered` when this attempt was dispatched. */
   private answeredBefore = 0;
   /** Set when shadow mode wants a copy of this response. */
@@ -67,7 +67,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.answeredBefore = this.upstream.answered;
     if (timeoutMs > 0) {
       this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
-      this.uploading = req.body !== null && !(req.body instanceof Buffer);
+      if (req.body !== null && !Buffer.isBuffer(req.body)) this.upload = req.body;
     }
     this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
     return this;
@@ -83,15 +83,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /**
    * undici wrote the whole request. A streamed body came at the client's pace, and an upstream
-   * cannot be expected to answer before it has it all: the route's timer starts over from here,
-   * as Envoy starts its route timeout once the whole request is in (expire() ignored it meanwhile).
+   * cannot be expected to answer before it has it all: the route's timer starts over from here, as
+   * Envoy starts its route timeout once the whole request is in, less what the attempt queued in
+   * cutover's pool (cutover's time: a queued write must not outlive the route's budget).
    */
   onRequestSent(): void {
-    if (!this.uploading) return;
-    this.uploading = false;
+    if (this.upload === null) return;
+    this.upload = null;
     if (this.settled || this.status !== 0 || this.rejectedStatus !== 0) return; // answered already
+    const queued = this.sentAt - this.startedAt; // sentAt: onConnect
     this.sentAt = performance.now();
-    (this.timer as NodeJS.Timeout).refresh(); // re-arms it, fired or not
+    if (queued < 1) return void (this.timer as NodeJS.Timeout).refresh(); // re-arms it, fired or not
+    clearTimeout(this.timer);
+    this.timer = setTimeout(onAttemptTimeout, Math.max(1, this.timeoutMs - queued), this);
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
@@ -230,7 +234,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   expire(): void {
     // Still writing a body the client streams slowly: the client's time, not the upstream's, so no
     // timeout now (onRequestSent re-arms it; an upstream that stops reading hits headersTimeout).
-    if (this.uploading && this.sent) return;
+    if (this.upload !== null && this.sent) return;
     this.expired = true;
     setImmediate(confirmAttemptTimeout, this);
   }

@@ -75,10 +75,11 @@ async function setup(t: Test, route: Record<string, unknown>, candidateDelayMs: 
   return { ...(await proxyTo(t, route, candidate.url)), candidate };
 }
 
-async function proxyTo(t: Test, route: Record<string, unknown>, candidateUrl: string, headersTimeout = '3s') {
+/** `candidate`: settings over the candidate upstream's; `limits`: the listener's. */
+async function proxyTo(t: Test, route: Record<string, unknown>, candidateUrl: string, candidate: Record<string, unknown> = {}, limits: ConfigInput['limits'] = {}) {
   const legacy = await startUpstream(t, 'legacy');
-  const cfg = config(legacy.url, candidateUrl, route);
-  (cfg.upstreams as Record<string, { headersTimeout: string }>).candidate!.headersTimeout = headersTimeout;
+  const cfg = { ...config(legacy.url, candidateUrl, route), limits };
+  Object.assign((cfg.upstreams as Record<string, object>).candidate!, candidate);
   const cut = await startCutover(t, await writeConfig(t, cfg, STRICT));
   /** The candidate's passive health, the flag, and its attempts counted as timeouts. */
   const verdicts = async () => {
@@ -140,7 +141,7 @@ t.test('a client that stops mid-upload and leaves is no verdict on the candidate
 // headersTimeout runs: a stalled upstream is still cut, and blamed, without waiting for the upload.
 t.test('a candidate that stops reading the body is cut by its headersTimeout, and blamed', async (t) => {
   const stalled = await startStalledUpstream(t); // takes the headers and a little body, then no more
-  const { proxy, verdicts } = await proxyTo(t, { timeout: '200ms' }, stalled.url, '400ms');
+  const { proxy, verdicts } = await proxyTo(t, { timeout: '200ms' }, stalled.url, { headersTimeout: '400ms' });
   const u = new URL(`${proxy}/api/orders`);
   const size = 64 * 1024 * 1024;
   const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'content-length': String(size) } });
@@ -160,4 +161,32 @@ t.test('a candidate that stops reading the body is cut by its headersTimeout, an
   t.ok(/ECONNRESET|EPIPE|socket hang up|status 50[24]/.test(got), `the upload was cut (${got})`);
   t.ok(ms >= 400 && ms < 3000, `after ${Math.round(ms)} ms: the candidate's 400 ms headersTimeout, not the upload's end`);
   t.match(await verdicts(), { health: { healthy: false, ejections: 1 }, timeouts: 1 }, 'a timeout of the candidate: ejected');
+});
+
+// The timer restarts for the upload's time only: a streamed write that first queued in cutover's
+// pool (the candidate's one connection busy) reached it with part of its budget spent, as any
+// request does, and must not get the whole budget again once its (instant) body is sent.
+t.test('a streamed write that queued in the pool still ends within the budget, without blame', async (t) => {
+  const candidate = await startUpstream(t, 'candidate', (req, res) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => res.writeHead(200, { 'x-served-by': 'candidate' }).end(), req.method === 'GET' ? 250 : 300));
+  });
+  const { proxy, verdicts } = await proxyTo(t, { budget: '400ms' }, candidate.url, { connections: 1 });
+  const first = http(`${proxy}/api/busy`, { headers: { 'x-user-id': 'u1' } }); // holds the one connection 250 ms
+  await waitFor(() => candidate.seen.length === 1, 2000, 'the first request on the connection');
+  const started = performance.now();
+  const u = new URL(`${proxy}/api/orders`);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'content-length': '1' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end('x');
+  });
+  const ms = performance.now() - started;
+  t.equal((await first).status, 200);
+  t.equal(status, 504, 'the budget ran out while the candidate (answering 300 ms after it got the write) worked: 504, not a late 200');
+  t.ok(ms >= 350 && ms < 520, `answered after ${Math.round(ms)} ms: the 400 ms budget, queueing included`);
+  t.match(await verdicts(), { health: { healthy: true, consecutiveFailures: 0, ejections: 0 }, enabled: true }, 'queueing: not the candidate\'s timeout');
 });
