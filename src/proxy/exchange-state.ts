@@ -41,7 +41,7 @@ export abstract class ExchangeState {
    * dispatched attempt reads; that attempt restarts its timer (the route's `timeout`, cut to the
    * budget, less its queueing) once it has written the whole body (Attempt.onRequestSent), so the
    * upload is not the upstream's time either; no attempt follows one that sent a streamed body.
-   * A slow-loris upload is bounded by the listener's requestTimeout.
+   * A slow-loris upload is bounded by the listener's requestTimeout, a stalled one by Attempt.expire.
    */
   protected budgetFrom = this.startedAt;
   protected route: CompiledRoute | undefined;

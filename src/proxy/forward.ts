@@ -32,6 +32,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private timeoutMs = 0;
   /** The client's body a timed attempt streams, until undici has written all of it (onRequestSent). */
   private upload: IncomingMessage | null = null;
+  /** Mid-upload, as the timer last fired: the client socket's bytesRead, and since when it has not moved. */
+  private uploadRead = -1;
+  private uploadIdleSince = 0;
   /** The upstream's `answered` when this attempt was dispatched. */
   private answeredBefore = 0;
   /** Set when shadow mode wants a copy of this response. */
@@ -232,9 +235,24 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   expire(): void {
-    // Still writing a body the client streams slowly: the client's time, not the upstream's, so no
-    // timeout now (onRequestSent re-arms it; an upstream that stops reading hits headersTimeout).
-    if (this.upload !== null && this.sent) return;
+    // Still writing a body the client streams: its time, not the upstream's, so the timer looks
+    // again later (onRequestSent restarts it). An upstream that stops reading pauses the upload and
+    // hits its headersTimeout; a client that sends nothing for as long is given up (no verdict), or
+    // it would hold the attempt and its connection as long as the listener lets it (no requestTimeout: forever).
+    const upload = this.upload;
+    if (upload !== null && this.sent) {
+      const read = upload.socket?.bytesRead ?? -1;
+      const now = performance.now();
+      if (read !== this.uploadRead || upload.isPaused()) {
+        this.uploadRead = read;
+        this.uploadIdleSince = now;
+      } else if (this.upstream.headersTimeoutMs > 0 && now - this.uploadIdleSince >= this.upstream.headersTimeoutMs) {
+        const err = Object.assign(new Error('the client sent no more of its body for the upstream headersTimeout'), { code: 'CUTOVER_UPLOAD_STALLED' });
+        this.settle({ status: 0, error: new UpstreamError('aborted', this.upstream.name, err), headersSent: false });
+        return this.abortUpstream?.(err);
+      }
+      return void (this.timer as NodeJS.Timeout).refresh();
+    }
     this.expired = true;
     setImmediate(confirmAttemptTimeout, this);
   }

@@ -10,6 +10,8 @@ export interface Upstream {
   /** Host header to send unless the upstream preserves the client's. */
   readonly host: string;
   readonly preserveHost: boolean;
+  /** Its idle timer to response headers (0 = none); also how long an upload may stall (Attempt). */
+  readonly headersTimeoutMs: number;
   /** For connections made outside the pool (WebSocket tunnels). */
   readonly hostname: string;
   readonly port: number;
@@ -38,6 +40,7 @@ export function createUpstream(name: string, cfg: UpstreamConfig): Upstream {
     basePath: cfg.url.pathname === '/' ? '' : cfg.url.pathname.replace(/\/+$/, ''),
     host: cfg.url.host,
     preserveHost: cfg.preserveHost,
+    headersTimeoutMs: cfg.headersTimeout,
     hostname: cfg.url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(cfg.url.port) || (cfg.url.protocol === 'https:' ? 443 : 80),
     secure: cfg.url.protocol === 'https:',

@@ -190,3 +190,32 @@ t.test('a streamed write that queued in the pool still ends within the budget, w
   t.ok(ms >= 350 && ms < 520, `answered after ${Math.round(ms)} ms: the 400 ms budget, queueing included`);
   t.match(await verdicts(), { health: { healthy: true, consecutiveFailures: 0, ejections: 0 }, enabled: true }, 'queueing: not the candidate\'s timeout');
 });
+
+// With no requestTimeout on the listener (Fastify's default when embedded), nothing else would
+// ever end an attempt whose client stopped sending its body: it held the attempt and one of the
+// candidate's connections for good. The upstream's headersTimeout bounds such a stall; the client
+// is cut, and the candidate is not blamed.
+t.test('a client that stalls mid-upload is given up after the upstream headersTimeout, without blame', async (t) => {
+  let upstreamClosed = false;
+  const candidate = await startUpstream(t, 'candidate', (req) => {
+    req.resume();
+    req.on('close', () => (upstreamClosed = true));
+  });
+  const { proxy, verdicts } = await proxyTo(t, { timeout: '200ms' }, candidate.url, { headersTimeout: '600ms' }, { requestTimeout: 0 });
+  const u = new URL(`${proxy}/api/orders`);
+  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'content-length': '5' } });
+  t.teardown(() => req.destroy());
+  const ended = new Promise<string>((resolve) => {
+    req.on('response', (res) => resolve(`status ${res.statusCode}`));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+  req.write('xx'); // then nothing more, without leaving
+  await waitFor(() => candidate.seen.length === 1, 2000, 'the upload reached the candidate');
+  const stalledAt = performance.now();
+  const got = await Promise.race([ended, new Promise<string>((r) => setTimeout(r, 3000, 'still waiting after 3 s'))]);
+  const ms = performance.now() - stalledAt;
+  t.match(got, /ECONNRESET|EPIPE|socket hang up/, `the stalled upload was cut (${got})`);
+  t.ok(ms >= 550 && ms < 1500, `after ${Math.round(ms)} ms of stall: the 600 ms headersTimeout, checked at the 200 ms timer`);
+  await waitFor(() => upstreamClosed, 2000, "the candidate's connection released");
+  t.match(await verdicts(), { health: { healthy: true, consecutiveFailures: 0, ejections: 0 }, enabled: true, timeouts: 0 }, "the client's stall: no verdict on the candidate");
+});
