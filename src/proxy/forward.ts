@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Target } from '../routing/decide.js';
 import type { Upstream } from '../upstream/pools.js';
@@ -6,9 +5,8 @@ import { copyResponseHeaders } from './headers.js';
 import { classify, UpstreamError } from './errors.js';
 import type { ResponseCapture } from '../shadow/capture.js';
 import type { AttemptOwner, AttemptResult, ForwardRequest } from './attempt-owner.js';
-
-const kStreaming = Symbol('cutover.streaming');
-type TrackedResponse = ServerResponse & { [kStreaming]?: Attempt | undefined };
+import { UploadWatch } from './upload-watch.js';
+import { confirmAttemptTimeout, kStreaming, onAttemptTimeout, releaseHeld, resumeOnDrain, type TrackedResponse } from './attempt-callbacks.js';
 
 /** Thrown from onConnect to drop a request undici has not written yet (keeps the body intact). */
 const ABANDONED = new Error('attempt abandoned before it was sent');
@@ -31,10 +29,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private sentAt = 0;
   private timeoutMs = 0;
   /** The client's body a timed attempt streams, until undici has written all of it (onRequestSent). */
-  private upload: IncomingMessage | null = null;
-  /** Mid-upload, as the timer last fired: the client socket's bytesRead, and since when it has not moved. */
-  private uploadRead = -1;
-  private uploadIdleSince = 0;
+  private upload: UploadWatch | null = null;
   /** The upstream's `answered` when this attempt was dispatched. */
   private answeredBefore = 0;
   /** Set when shadow mode wants a copy of this response. */
@@ -70,7 +65,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.answeredBefore = this.upstream.answered;
     if (timeoutMs > 0) {
       this.timer = setTimeout(onAttemptTimeout, timeoutMs, this);
-      if (req.body !== null && !Buffer.isBuffer(req.body)) this.upload = req.body;
+      if (req.body !== null && !Buffer.isBuffer(req.body)) this.upload = new UploadWatch(req.body);
     }
     this.upstream.pool.dispatch({ method: req.method, path: req.path, headers: req.headers, body: req.body }, this);
     return this;
@@ -235,18 +230,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   expire(): void {
-    // Still writing a body the client streams: its time, not the upstream's, so the timer looks
-    // again later (onRequestSent restarts it). An upstream that stops reading pauses the upload and
-    // hits its headersTimeout; a client that sends nothing for as long is given up (no verdict), or
-    // it would hold the attempt and its connection as long as the listener lets it (no requestTimeout: forever).
-    const upload = this.upload;
-    if (upload !== null && this.sent) {
-      const read = upload.socket?.bytesRead ?? -1;
-      const now = performance.now();
-      if (read !== this.uploadRead || upload.isPaused()) {
-        this.uploadRead = read;
-        this.uploadIdleSince = now;
-      } else if (this.upstream.headersTimeoutMs > 0 && now - this.uploadIdleSince >= this.upstream.headersTimeoutMs) {
+    // Still writing a body the client streams: its time, not the upstream's (UploadWatch), unless
+    // it has stalled: then given up with no verdict on the upstream.
+    if (this.upload !== null && this.sent) {
+      if (this.upload.stalledFor(this.upstream.headersTimeoutMs)) {
         const err = Object.assign(new Error('the client sent no more of its body for the upstream headersTimeout'), { code: 'CUTOVER_UPLOAD_STALLED' });
         this.settle({ status: 0, error: new UpstreamError('aborted', this.upstream.name, err), headersSent: false });
         return this.abortUpstream?.(err);
@@ -296,27 +283,3 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 }
-
-/**
- * Node runs due timers before it polls sockets. After the event loop stalled (GC, a burst of
- * work), a timer can fire while the answer already sits unread in the upstream socket: look once
- * more after this turn's I/O before calling it a timeout, rather than discard that answer, fall
- * back and blame the upstream. Costs one loop turn on a real timeout. Meanwhile an expired
- * attempt still queued in the pool is never sent (onConnect).
- */
-function onAttemptTimeout(attempt: Attempt): void {
-  attempt.expire();
-}
-
-function confirmAttemptTimeout(attempt: Attempt): void {
-  attempt.timedOut();
-}
-
-function releaseHeld(attempt: Attempt): void {
-  attempt.sendHeld();
-}
-
-function resumeOnDrain(this: TrackedResponse): void {
-  this[kStreaming]?.resume();
-}
-
