@@ -27,7 +27,7 @@ interface Lane {
  * - is applied at once, alongside them,
  * - and is applied again once they have settled (`reassert`): Unleash applies concurrent calls in
  *   an order nobody can tell, and an "on" of theirs may land after the rollback's "off".
- * Changes queued after a rollback run after its re-assert, so the flag ends as the operator said last.
+ * Changes queued after a rollback run after it and its re-assert, so the flag ends as the operator said last.
  */
 export class FlagLanes {
   /** Only flags with a change queued or running: any valid name may be POSTed, and typos must not pile up. */
@@ -58,15 +58,16 @@ export class FlagLanes {
     const overtaken = [...lane.running];
     for (const r of overtaken) if (!r.rollback) r.superseded.abort();
     const answer = this.start(lane, true, job);
-    if (overtaken.some((r) => !r.rollback)) {
-      const done = Promise.allSettled([answer, ...overtaken.map((r) => r.settled)]);
-      const turn = lane.tail.then(async () => {
-        await done;
-        await reassert().catch(() => undefined);
-      });
-      lane.tail = turn;
-      void this.counted(name, lane, turn);
-    }
+    const reasserts = overtaken.some((r) => !r.rollback);
+    const done = Promise.allSettled([answer, ...overtaken.map((r) => r.settled)]);
+    // Changes sent after the rollback take their turn after it (and its re-assert), even when it
+    // overtook nothing: run alongside it, an "on" could land before its slow "off" and be undone.
+    const turn = lane.tail.then(async () => {
+      await done;
+      if (reasserts) await reassert().catch(() => undefined);
+    });
+    lane.tail = turn;
+    void this.counted(name, lane, turn);
     return this.counted(name, lane, answer);
   }
 

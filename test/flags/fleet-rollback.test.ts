@@ -3,8 +3,7 @@
 // behind a change to the same flag, `expect` is checked against Unleash's current state, and a
 // change made through the admin API is audited and counted once.
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
-import { stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { http, postJson } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
@@ -70,6 +69,21 @@ t.test('a change sent after a rollback waits for its re-assert: what the operato
   t.ok(again.at >= SLOW_MS, 'after the change the rollback overtook had settled (and the rollback was re-asserted)');
   t.equal((await ramp).status, 409);
   t.match(f.u.env('flag'), { enabled: true }, 'Unleash ends as carol said');
+  t.same(f.u.rollout('flag'), [10]);
+});
+
+t.test('a change sent while a rollback that overtook nothing is under way runs after it: the slow "off" does not undo it', async (t) => {
+  const f = await fleet(t); // on at 25 %
+  f.u.late.set('POST off', SLOW_MS);
+  const started = Date.now();
+  const rollback = timed(f, { enabled: false }, 'bob', started);
+  await new Promise((r) => setTimeout(r, 150));
+  const again = timed(f, { enabled: true, percentage: 10 }, 'carol', started);
+  t.equal((await rollback).status, 200);
+  const a = await again;
+  t.equal(a.status, 200, 'applied');
+  t.ok(a.at >= SLOW_MS, `after the rollback settled (${a.at} ms), not alongside it`);
+  t.match(f.u.env('flag'), { enabled: true }, 'Unleash ends as carol said last');
   t.same(f.u.rollout('flag'), [10]);
 });
 
