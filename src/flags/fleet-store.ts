@@ -68,14 +68,18 @@ export class FleetChanges {
     if (!this.host.uses(name)) return Promise.reject(this.notUsed(name));
     const job = (superseded: AbortSignal) => this.change(name, routing, local, actor, expect, superseded);
     if (routing.enabled !== false) return this.lanes.run(name, job);
-    // Is the rollback's "off" in the source: all of it, kept from a partial failure, or there
-    // already (its `expect` refused it as off: the caller is told so, and it must stay true)?
+    // Is the rollback's "off" in the source: all of it (even if not audited or its local settings
+    // not written: the caller is told it is live), kept from a partial failure, or there already
+    // (its `expect` refused it as off: the caller is told so, and it must stay true)?
     let live = false;
     const rollback = (superseded: AbortSignal) =>
       job(superseded).then(
         (view) => ((live = true), view),
         (err: unknown) => {
-          live = (err instanceof UnleashChangeError && err.applied?.enabled === false) || (err instanceof FlagPreconditionError && err.current?.enabled === false);
+          live =
+            err instanceof AppliedThenFailedError ||
+            (err instanceof UnleashChangeError && err.applied?.enabled === false) ||
+            (err instanceof FlagPreconditionError && err.current?.enabled === false);
           throw err;
         },
       );

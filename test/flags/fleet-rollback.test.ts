@@ -3,7 +3,7 @@
 // behind a change to the same flag, `expect` is checked against Unleash's current state, and a
 // change made through the admin API is audited and counted once.
 import t from 'tap';
-import { stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { http, postJson } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
@@ -85,6 +85,24 @@ t.test('a change sent while a rollback that overtook nothing is under way runs a
   t.ok(a.at >= SLOW_MS, `after the rollback settled (${a.at} ms), not alongside it`);
   t.match(f.u.env('flag'), { enabled: true }, 'Unleash ends as carol said last');
   t.same(f.u.rollout('flag'), [10]);
+});
+
+t.test('a rollback live in Unleash but not audited (500 applied_then_failed) is still re-asserted over the "on" it overtook', async (t) => {
+  const f = await fleet(t);
+  await offAt25(f);
+  await rm(join(f.dirs.flagsDir, 'audit.log'));
+  await mkdir(join(f.dirs.flagsDir, 'audit.log')); // appends fail: EISDIR
+  f.u.late.set('POST on', SLOW_MS);
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
+  await new Promise((r) => setTimeout(r, 150));
+  const rollback = await timed(f, { enabled: false }, 'bob', started);
+  t.equal(rollback.status, 500);
+  t.match(rollback.json, { error: 'applied_then_failed', message: /^the routing change \{"enabled":false\} was applied in unleash for the whole fleet and this replica routes by it/ });
+  t.equal((await ramp).status, 409);
+  await waitFor(() => f.running.cutover.store.flagQueueCount === 0, 5000, 'the re-assert');
+  t.match(f.u.env('flag'), { enabled: false }, 'the caller was told its "off" is live: the late "on" does not outlast it');
+  t.equal(f.running.cutover.store.view('flag')?.enabled, false);
 });
 
 t.test('a rollback refused by its expect as "already off" (the dashboard\'s Disable) still stands against an "on" landing after it', async (t) => {
