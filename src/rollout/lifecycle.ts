@@ -1,6 +1,6 @@
 import type { Logger } from '../observability/logger.js';
 import type { FlagPatch } from '../flags/model.js';
-import type { FlagStore } from '../flags/store.js';
+import type { FlagExpect, FlagStore } from '../flags/store.js';
 import type { RolloutFiles } from './files.js';
 import type { Evaluation } from './gates.js';
 import { ACTIVE, HISTORY_MAX, RolloutConflictError, RolloutNotFoundError, stepPercentage, type HistoryEntry, type Rollout, type RolloutState } from './model.js';
@@ -105,7 +105,7 @@ export class RolloutLifecycle {
     const pct = stepPercentage(r, next);
     const reason = `step ${next + 1}/${r.plan.steps.length} -> ${pct} % (${held})`;
     try {
-      await this.setFlag(r, { enabled: true, percentage: pct }, { reason });
+      await this.setFlag(r, { enabled: true, percentage: pct }, { reason }, leftAt(r));
     } catch (err) {
       this.deps.logger.error({ flag: r.flag, err: (err as Error).message }, 'rollout could not advance; retrying');
       r.reason = `advancing to ${pct} % failed: ${(err as Error).message}; retrying`;
@@ -129,10 +129,11 @@ export class RolloutLifecycle {
     await this.transition(r, 'running', null, who, 'resumed', r.gatesFrom);
   }
 
-  async setFlag(r: Rollout, patch: FlagPatch, actor: { who?: string; reason: string }): Promise<void> {
+  /** `expect`: where the plan left the flag; a change made since (a rollback) is not undone. */
+  async setFlag(r: Rollout, patch: FlagPatch, actor: { who?: string; reason: string }, expect?: FlagExpect): Promise<void> {
     r.pending = patch.enabled !== undefined && patch.percentage !== undefined ? { enabled: patch.enabled, percentage: patch.percentage } : undefined;
     try {
-      await this.deps.flags.set(r.flag, patch, { source: 'rollout', ...(actor.who !== undefined && { who: actor.who }), reason: actor.reason });
+      await this.deps.flags.set(r.flag, patch, { source: 'rollout', ...(actor.who !== undefined && { who: actor.who }), reason: actor.reason }, expect);
     } finally {
       r.pending = undefined;
     }
@@ -155,7 +156,7 @@ export class RolloutLifecycle {
     }
     const patch = rollbackPatch(r);
     try {
-      await this.setFlag(r, patch, { reason });
+      await this.setFlag(r, patch, { reason }, patch.enabled === true ? leftAt(r) : undefined);
     } catch (err) {
       this.deps.logger.error({ flag: r.flag, reason, err: (err as Error).message }, 'rollout gate failed but the rollback could not be written; retrying');
       r.reason = `${reason}; rolling back failed: ${(err as Error).message}; retrying`;
@@ -206,6 +207,15 @@ export class RolloutLifecycle {
       throw err;
     }
   }
+}
+
+/**
+ * Where a running plan left its flag. A step that turns it on is applied only from there: the
+ * change event of someone's rollback that pauses the plan comes once that rollback is done, and in
+ * fleet mode that can be seconds (Unleash slow, the SDK's poll) after the step was decided.
+ */
+function leftAt(r: Rollout): FlagExpect {
+  return { enabled: true, percentage: stepPercentage(r, r.step) };
 }
 
 function rollbackPatch(r: Rollout): FlagPatch {
