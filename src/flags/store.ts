@@ -21,6 +21,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   private readonly states = new Map<string, FlagState>();
   private readonly compiled = new Map<string, CompiledFlag>();
   private readonly queue = new SerialQueue();
+  private closed = false;
   private readonly fleet: FleetChanges | undefined;
   /** The flags the current routes use (set by setRouteFlags at start and on every reload). */
   private routeFlags: ReadonlySet<string> = new Set();
@@ -103,6 +104,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   set(name: string, patch: unknown, actor: Actor, expect?: FlagExpect): Promise<FlagView> {
     assertFlagName(name);
     const valid = parsePatch(patch);
+    if (this.closed) return Promise.reject(shuttingDown());
     if (this.fleet) return this.fleet.set(name, valid, actor, expect);
     return this.enqueue(async () => {
       // Memory trails the files by the watcher's debounce, or a whole poll on mounts where watch
@@ -127,10 +129,13 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   async close(): Promise<void> {
+    // Closed first: a change or rescan arriving now (auto-disable from a request the shutdown cut,
+    // a watcher event) would reread the files and write into a directory that may be going away.
+    this.closed = true;
+    await this.persistence?.close();
     await this.fleet?.idle();
     await this.queue.idle();
     await this.external?.close();
-    await this.persistence?.close();
   }
 
   /** Any flag's fleet view, cutover's or not (the hot path and audit lines need them all). */
@@ -153,6 +158,7 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
   }
 
   private enqueue<T>(job: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(shuttingDown());
     return this.queue.run(job);
   }
 
@@ -244,4 +250,8 @@ export class FlagStore extends EventEmitter<{ change: [FlagChange] }> {
 
 function changeOf(name: string, before: FlagState | undefined, after: FlagState | undefined, actor: Actor): FlagChange {
   return { name, before, after, actor, time: new Date().toISOString() };
+}
+
+function shuttingDown(): Error {
+  return new Error('cutover is shutting down: flag change not applied');
 }

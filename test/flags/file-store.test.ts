@@ -253,6 +253,21 @@ t.test('an API patch takes in a hand or GitOps edit the watcher has not delivere
   ], 'each file change audited before the API change built on it');
 });
 
+t.test('a closed store writes nothing: a change after shutdown is refused, not audited over a directory being removed', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f.json'), JSON.stringify({ enabled: true, percentage: 10 }));
+  const store = new FlagStore(silentLogger, new FilePersistence({ dir, logger: silentLogger, pollMs: 0, watch: false }));
+  await store.start();
+  await store.close();
+  // What a test's (or an operator's) cleanup does after shutdown: the files go. A late change
+  // (auto-disable from a request cut by the shutdown, say) rereads the files first, and would
+  // audit their removal and write its own file into a directory being deleted.
+  await rm(join(dir, 'f.json'));
+  await t.rejects(store.set('f', { enabled: false }, { source: 'auto-disable' }), /shutting down/, 'refused');
+  const { readdir } = await import('node:fs/promises');
+  t.same(await readdir(dir), [], 'nothing written: no flag file, no audit log');
+});
+
 t.test('at start, flag files that differ from the audit log get an audit line (edits while stopped, a crash before the audit line)', async (t) => {
   const dir = await tempDir(t);
   const open = async () => {
