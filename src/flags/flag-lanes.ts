@@ -1,4 +1,5 @@
 import { SupersededError } from './model.js';
+import { RollbackArrived } from './fleet.js';
 
 /** A change that has started: queued ones in their turn, rollbacks at once. */
 interface Running {
@@ -50,21 +51,28 @@ export class FlagLanes {
     );
   }
 
-  /** Runs a rollback `job` at once; `reassert` runs once the changes it overtook have settled. */
-  rollback<T>(name: string, job: (superseded: AbortSignal) => Promise<T>, reassert: () => Promise<unknown>, refusal: string): Promise<T> {
+  /**
+   * Runs a rollback `job` at once; `reassert` runs once the changes it overtook have settled, if
+   * `isLive` says its outcome left its "off" in the source (one that failed outright changed
+   * nothing, its caller was told so: not repeated behind their back).
+   */
+  rollback<T>(name: string, job: (superseded: AbortSignal) => Promise<T>, isLive: (answer: Promise<T>) => Promise<boolean>, reassert: () => Promise<unknown>, refusal: string): Promise<T> {
     const lane = this.lane(name);
     for (const refuse of lane.waiting) refuse(new SupersededError(refusal, undefined, 'not applied'));
     lane.waiting.clear();
     const overtaken = [...lane.running];
-    for (const r of overtaken) if (!r.rollback) r.superseded.abort();
+    let settle!: (live: Promise<boolean>) => void;
+    const live = new Promise<boolean>((resolve) => (settle = resolve));
+    for (const r of overtaken) if (!r.rollback) r.superseded.abort(new RollbackArrived(live));
     const answer = this.start(lane, true, job);
+    settle(isLive(answer));
     const reasserts = overtaken.some((r) => !r.rollback);
     const done = Promise.allSettled([answer, ...overtaken.map((r) => r.settled)]);
     // Changes sent after the rollback take their turn after it (and its re-assert), even when it
     // overtook nothing: run alongside it, an "on" could land before its slow "off" and be undone.
     const turn = lane.tail.then(async () => {
       await done;
-      if (reasserts) await reassert().catch(() => undefined);
+      if (reasserts && (await live)) await reassert().catch(() => undefined);
     });
     lane.tail = turn;
     void this.counted(name, lane, turn);

@@ -71,22 +71,17 @@ export class FleetChanges {
     // Is the rollback's "off" in the source: all of it (even if not audited or its local settings
     // not written: the caller is told it is live), kept from a partial failure, or there already
     // (its `expect` refused it as off: the caller is told so, and it must stay true)?
-    let live = false;
-    const rollback = (superseded: AbortSignal) =>
-      job(superseded).then(
-        (view) => ((live = true), view),
-        (err: unknown) => {
-          live =
-            err instanceof AppliedThenFailedError ||
-            (err instanceof UnleashChangeError && err.applied?.enabled === false) ||
-            (err instanceof FlagPreconditionError && err.current?.enabled === false);
-          throw err;
-        },
+    const isLive = (answer: Promise<FlagView>) =>
+      answer.then(
+        () => true,
+        (err: unknown) =>
+          err instanceof AppliedThenFailedError ||
+          (err instanceof UnleashChangeError && err.applied?.enabled === false) ||
+          (err instanceof FlagPreconditionError && err.current?.enabled === false),
       );
     const by = actorLabel(actor);
     const refusal = `not applied: a rollback of "${name}" (${JSON.stringify(routing)} by ${by}) arrived while this change waited its turn; nothing of it was changed, in ${this.external.kind} or in this replica's settings`;
-    // A rollback that failed outright changed nothing, and its caller was told so: not repeated behind their back.
-    return this.lanes.rollback(name, rollback, () => (live ? this.reassert(name, routing, actor) : Promise.resolve()), refusal);
+    return this.lanes.rollback(name, job, isLive, () => this.reassert(name, routing, actor), refusal);
   }
 
   private async change(name: string, routing: FlagPatch, local: FlagPatch, actor: Actor, expect: FlagExpect | undefined, superseded: AbortSignal): Promise<FlagView> {

@@ -56,8 +56,22 @@ export interface ExternalFlags {
 export interface ExternalApplyOptions {
   /** Called with the source's current state just before anything is changed; throws to refuse. */
   check?: (now: FlagView | undefined) => void;
-  /** Aborted when a rollback of the flag arrives: stop, and stop waiting to see this change. */
+  /** Aborted (reason: RollbackArrived) when a rollback of the flag arrives: stop, and stop waiting to see this change. */
   superseded?: AbortSignal;
+}
+
+/** The reason a change under way is told to stop: `live` says, once the rollback settled, whether its "off" is in the source. */
+export class RollbackArrived {
+  constructor(readonly live: Promise<boolean>) {}
+}
+
+/**
+ * Whether the rollback that stopped a change is live in the source: one that failed outright
+ * overrides nothing, and the change must not say it was overridden. Bounded by the rollback's own
+ * HTTP timeouts. A signal aborted for another reason counts as overridden.
+ */
+export function rollbackLive(superseded: AbortSignal): Promise<boolean> {
+  return superseded.reason instanceof RollbackArrived ? superseded.reason.live : Promise.resolve(true);
 }
 
 /** A patch in fleet mode: the routing fields go to the source, the rest to the local file. */

@@ -1,6 +1,6 @@
 import type { Unleash } from 'unleash-client';
 import { FlagOwnedError, FlagSourceError, NotSeenHereError, SupersededError, UnleashChangeError, type CompiledFlag, type FlagPatch, type FlagView } from './model.js';
-import type { ExternalApplyOptions, ExternalChange, ExternalFlags, FlagSourceStatus } from './fleet.js';
+import { rollbackLive, type ExternalApplyOptions, type ExternalChange, type ExternalFlags, type FlagSourceStatus } from './fleet.js';
 import type { Actor } from './persistence.js';
 import { BootstrapStorage } from './unleash-bootstrap.js';
 import { UNCHECKED, UnleashAdmin, type ExpectedState, type RoutingChange } from './unleash-admin.js';
@@ -166,7 +166,7 @@ export class UnleashSource implements ExternalFlags {
       want = err.applied;
     }
     const seen = await this.seenHere(name, want, Date.now() + waitMs, superseded);
-    const overridden = !seen && superseded?.aborted === true;
+    const overridden = !seen && superseded?.aborted === true && (await rollbackLive(superseded));
     if (failure !== undefined) {
       failure.message += seen ? ' This replica already routes by that.' : overridden ? ` ${OVERRIDDEN}.` : ` This replica has not seen that within ${waitMs / 1000} s (${this.sdkState()}).`;
       throw failure;
@@ -215,7 +215,8 @@ export class UnleashSource implements ExternalFlags {
     for (;;) {
       const v = this.views.get(name);
       if (v && (want.enabled === undefined || v.enabled === want.enabled) && (want.percentage === undefined || v.percentage === want.percentage)) return true;
-      if (Date.now() >= deadline || this.closed || stop?.aborted === true) return false;
+      if (Date.now() >= deadline || this.closed) return false;
+      if (stop?.aborted === true && (await rollbackLive(stop))) return false; // one that failed outright overrides nothing: still ours to see
       await new Promise((r) => setTimeout(r, 50));
     }
   }

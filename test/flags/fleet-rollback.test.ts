@@ -19,6 +19,8 @@ type Fleet = Awaited<ReturnType<typeof fleet>>;
 async function offAt25(f: Fleet): Promise<number> {
   (f.u.env('flag') as { enabled: boolean }).enabled = false;
   await waitFor(() => f.running.cutover.store.view('flag')?.enabled === false, 3000, 'the replica to see the toggle off');
+  // Its `unleash` audit line is written just after: counted here, not taken for one of the test's.
+  await waitFor(async () => (await f.audit()).at(-1)?.after?.enabled === false, 3000, 'the replica to audit the toggle off');
   f.u.calls.length = 0;
   return (await f.audit()).length;
 }
@@ -167,4 +169,27 @@ t.test('an admin change is audited and counted once, as admin-api; a change made
   await waitFor(async () => (await f.audit()).some((l) => l.source === 'unleash'), 3000, "Bob's change in the audit log");
   t.match((await f.audit()).filter((l) => l.source === 'unleash'), [{ flag: 'flag', before: { enabled: true, percentage: 50 }, after: { enabled: false, percentage: 50 } }]);
   t.same([await changes('admin-api'), await changes('unleash')], [1, 1]);
+});
+
+t.test('a rollback that fails outright (Unleash answers 500) does not make the change it overtook claim to be overridden: it is live, answered and audited once as applied', async (t) => {
+  const f = await fleet(t);
+  const seen = await offAt25(f);
+  f.u.late.set('POST on', SLOW_MS);
+  f.u.failures.set(4, 'fail'); // GET, PUT 50, POST on (slow) are the ramp's; the rollback's read fails
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
+  await new Promise((r) => setTimeout(r, 150));
+  const rollback = await timed(f, { enabled: false }, 'bob', started);
+  t.equal(rollback.status, 502, 'the rollback failed, nothing of it changed');
+  const r = await ramp;
+  t.equal(r.status, 200, `the change it overtook is answered as applied, not as overridden (${r.json.message ?? 'no error'})`);
+  t.match(r.json, { enabled: true, percentage: 50 });
+  t.match(f.u.env('flag'), { enabled: true }, 'Unleash has it on');
+  t.same(f.u.rollout('flag'), [50]);
+  t.match(f.running.cutover.store.view('flag'), { enabled: true, percentage: 50 }, 'and this replica routes by it');
+  await waitFor(() => f.running.cutover.store.flagQueueCount === 0, 5000, 'the lane to settle');
+  await new Promise((r) => setTimeout(r, 600)); // three more polls: the SDK's report of the "on" is not a change made elsewhere
+  const lines = (await f.audit()).slice(seen);
+  t.same(lines.map((l) => `${l.actor.split('@')[0]} ${String(l.after?.enabled)},${String(l.after?.percentage)}`), ['admin-api:alice true,50'], 'audited once, as alice');
+  t.equal(lines[0]?.reason, 'applied in unleash', 'not as applied, then overridden');
 });
