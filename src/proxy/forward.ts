@@ -88,7 +88,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onRequestSent(): void {
     if (this.upload === null) return;
     this.upload = null;
-    if (this.settled || this.status !== 0 || this.rejectedStatus !== 0) return; // answered already
+    if (this.answered()) return;
     const queued = this.sentAt - this.startedAt; // sentAt: onConnect
     this.sentAt = performance.now();
     if (queued < 1) return void (this.timer as NodeJS.Timeout).refresh(); // re-arms it, fired or not
@@ -246,7 +246,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /** The route's timeout fired before response headers (and headers did not arrive since). */
   timedOut(): void {
-    if (this.settled || this.status !== 0 || this.rejectedStatus !== 0) return;
+    if (this.answered()) return;
     const err = Object.assign(new Error('no response headers within the route timeout'), { code: 'CUTOVER_ATTEMPT_TIMEOUT' });
     this.settle({ status: 0, error: new UpstreamError('timeout', this.upstream.name, err), headersSent: false });
     this.abortUpstream?.(err); // not yet sent: onConnect will drop it instead
@@ -266,6 +266,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   resume(): void {
     this.resumeUpstream?.();
+  }
+
+  /** Settled, or response headers arrived (kept or rejected): no timer matters any more. */
+  private answered(): boolean {
+    return this.settled || this.status !== 0 || this.rejectedStatus !== 0;
   }
 
   private settle(result: AttemptResult): void {

@@ -28,13 +28,19 @@ async function offAt25(f: Fleet): Promise<number> {
 const timed = (f: Fleet, body: unknown, who: string, started: number) =>
   postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': who }).then((r) => ({ status: r.status, json: r.json<{ error?: string; message: string }>(), at: Date.now() - started }));
 
-t.test('a rollback answers at once behind a slow change to the same flag; the queued change is refused; the slow "on" landing after it is undone', async (t) => {
-  const f = await fleet(t);
-  const seen = await offAt25(f);
+/** alice's ramp to 50 % under way, its "on" held SLOW_MS by Unleash; `started` is what `timed` counts from. */
+async function slowRamp(f: Fleet) {
   f.u.late.set('POST on', SLOW_MS);
   const started = Date.now();
   const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started); // GET, PUT 50, POST on (slow)
   await new Promise((r) => setTimeout(r, 150));
+  return { started, ramp };
+}
+
+t.test('a rollback answers at once behind a slow change to the same flag; the queued change is refused; the slow "on" landing after it is undone', async (t) => {
+  const f = await fleet(t);
+  const seen = await offAt25(f);
+  const { started, ramp } = await slowRamp(f);
   const queued = timed(f, { percentage: 75 }, 'alice', started);
   await new Promise((r) => setTimeout(r, 100));
   const rollback = await timed(f, { enabled: false }, 'bob', started);
@@ -60,10 +66,7 @@ t.test('a rollback answers at once behind a slow change to the same flag; the qu
 t.test('a change sent after a rollback waits for its re-assert: what the operator said last stands', async (t) => {
   const f = await fleet(t);
   await offAt25(f);
-  f.u.late.set('POST on', SLOW_MS);
-  const started = Date.now();
-  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
-  await new Promise((r) => setTimeout(r, 150));
+  const { started, ramp } = await slowRamp(f);
   t.equal((await timed(f, { enabled: false }, 'bob', started)).status, 200);
   f.u.late.delete('POST on');
   const again = await timed(f, { enabled: true, percentage: 10 }, 'carol', started);
@@ -94,10 +97,7 @@ t.test('a rollback live in Unleash but not audited (500 applied_then_failed) is 
   await offAt25(f);
   await rm(join(f.dirs.flagsDir, 'audit.log'));
   await mkdir(join(f.dirs.flagsDir, 'audit.log')); // appends fail: EISDIR
-  f.u.late.set('POST on', SLOW_MS);
-  const started = Date.now();
-  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
-  await new Promise((r) => setTimeout(r, 150));
+  const { started, ramp } = await slowRamp(f);
   const rollback = await timed(f, { enabled: false }, 'bob', started);
   t.equal(rollback.status, 500);
   t.match(rollback.json, { error: 'applied_then_failed', message: /^the routing change \{"enabled":false\} was applied in unleash for the whole fleet and this replica routes by it/ });
@@ -110,10 +110,7 @@ t.test('a rollback live in Unleash but not audited (500 applied_then_failed) is 
 t.test('a rollback refused by its expect as "already off" (the dashboard\'s Disable) still stands against an "on" landing after it', async (t) => {
   const f = await fleet(t);
   await offAt25(f);
-  f.u.late.set('POST on', SLOW_MS);
-  const started = Date.now();
-  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
-  await new Promise((r) => setTimeout(r, 150));
+  const { started, ramp } = await slowRamp(f);
   const disable = await timed(f, { enabled: false, expect: { enabled: true } }, 'dashboard', started);
   t.equal(disable.status, 409, 'Unleash has it off (the "on" has not landed): "already off"');
   t.match(disable.json, { error: 'precondition_failed', current: { enabled: false } });
@@ -174,11 +171,8 @@ t.test('an admin change is audited and counted once, as admin-api; a change made
 t.test('a rollback that fails outright (Unleash answers 500) does not make the change it overtook claim to be overridden: it is live, answered and audited once as applied', async (t) => {
   const f = await fleet(t);
   const seen = await offAt25(f);
-  f.u.late.set('POST on', SLOW_MS);
   f.u.failures.set(4, 'fail'); // GET, PUT 50, POST on (slow) are the ramp's; the rollback's read fails
-  const started = Date.now();
-  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started);
-  await new Promise((r) => setTimeout(r, 150));
+  const { started, ramp } = await slowRamp(f);
   const rollback = await timed(f, { enabled: false }, 'bob', started);
   t.equal(rollback.status, 502, 'the rollback failed, nothing of it changed');
   const r = await ramp;

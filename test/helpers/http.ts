@@ -1,4 +1,5 @@
 import { request as undiciRequest, Agent } from 'undici';
+import { request as nodeRequest } from 'node:http';
 
 // One client agent for tests, closed by node at exit; short keep-alive so servers close cleanly.
 const agent = new Agent({ keepAliveTimeout: 100, keepAliveMaxTimeout: 100 });
@@ -58,5 +59,42 @@ export async function rawPath(
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** How a slowPost ended: status 0 and `error` when the connection failed; ms counted from its first byte. */
+export interface SlowPost {
+  status: number;
+  servedBy: string;
+  /** To the end of the upload (-1: not finished). */
+  uploadMs: number;
+  /** To the response headers (-1: none). */
+  answeredMs: number;
+  error?: string;
+}
+
+/** A POST to `url` whose body is written in `pieces` one-byte writes, `gapMs` apart: a slow client's upload. */
+export function slowPost(url: string, headers: Record<string, string>, pieces: number, gapMs: number): Promise<SlowPost> {
+  const u = new URL(url);
+  const started = performance.now();
+  let uploadMs = -1;
+  return new Promise((resolve) => {
+    const req = nodeRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { ...headers, 'content-length': String(pieces) } }, (res) => {
+      const answeredMs = performance.now() - started;
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, servedBy: String(res.headers['x-served-by'] ?? ''), uploadMs, answeredMs }));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, servedBy: '', uploadMs, answeredMs: -1, error: err.code ?? err.message }));
+    let sent = 0;
+    const piece = () => {
+      if (req.destroyed) return; // cut off (requestTimeout, a stall)
+      if (++sent < pieces) {
+        req.write('x');
+        setTimeout(piece, gapMs);
+        return;
+      }
+      req.end('x', () => (uploadMs = performance.now() - started));
+    };
+    piece();
   });
 }

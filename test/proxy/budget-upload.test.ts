@@ -1,8 +1,7 @@
 import t, { type Test } from 'tap';
-import { request } from 'node:http';
 import { Writable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { http } from '../helpers/http.js';
+import { http, slowPost as slowUpload } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
 import { startCutover, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -31,41 +30,9 @@ function after(name: string, delayMs: number, status = 200) {
   };
 }
 
-interface Upload {
-  status: number;
-  servedBy: string;
-  /** ms from the first byte sent to the end of the upload, and to the response headers. */
-  uploadMs: number;
-  answeredMs: number;
-}
-
-/** A POST with an Idempotency-Key whose body is written in `pieces` one-byte writes, `gapMs` apart. */
-function slowPost(proxy: string, pieces = PIECES, gapMs = GAP_MS): Promise<Upload> {
-  const u = new URL(`${proxy}/api/orders`);
-  const started = performance.now();
-  let uploadMs = -1;
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'idempotency-key': 'k1', 'content-length': String(pieces) } },
-      (res) => {
-        const answeredMs = performance.now() - started;
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, servedBy: String(res.headers['x-served-by'] ?? ''), uploadMs, answeredMs }));
-      },
-    );
-    req.on('error', reject);
-    let sent = 0;
-    const piece = () => {
-      if (req.destroyed) return; // cut off (requestTimeout)
-      if (++sent < pieces) {
-        req.write('x');
-        setTimeout(piece, gapMs);
-        return;
-      }
-      req.end('x', () => (uploadMs = performance.now() - started));
-    };
-    piece();
-  });
+/** A POST with an Idempotency-Key (buffered, to replay it) uploaded one byte every `gapMs`. */
+function slowPost(proxy: string, pieces = PIECES, gapMs = GAP_MS) {
+  return slowUpload(`${proxy}/api/orders`, { 'x-user-id': 'u1', 'idempotency-key': 'k1' }, pieces, gapMs);
 }
 
 /** A logger keeping the request log lines. */
@@ -131,10 +98,8 @@ t.test('requestTimeout cuts a buffered upload that dribbles on, before any upstr
   const cfg = config(legacy.url, candidate.url, { budget: '300ms' }, { headersTimeout: '400ms', requestTimeout: '800ms' });
   const { proxy } = await startCutover(t, await writeConfig(t, cfg, ALL_IN));
   const started = performance.now();
-  const outcome = await slowPost(proxy, 100, 100).then(
-    (r) => `status ${r.status}`,
-    (err: NodeJS.ErrnoException) => err.code ?? err.message,
-  );
+  const r = await slowPost(proxy, 100, 100);
+  const outcome = r.error ?? `status ${r.status}`;
   const ms = performance.now() - started;
   t.ok(outcome === 'status 408' || outcome === 'ECONNRESET' || outcome === 'EPIPE', `408 or a cut connection (${outcome})`);
   t.ok(ms >= 750 && ms < 2000, `after ${Math.round(ms)} ms: requestTimeout is 800 ms, the upload would take 10 s`);

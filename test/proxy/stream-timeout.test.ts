@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { request } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { http } from '../helpers/http.js';
+import { http, slowPost as slowUpload } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
 import { startCutover, startStalledUpstream, startUpstream, waitFor, writeConfig } from '../helpers/servers.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -35,39 +35,10 @@ function afterBody(delayMs: number | undefined) {
   };
 }
 
-/** How a slow POST ended: its status (0: the connection failed), and ms from its last byte to the answer. */
-interface Outcome {
-  status: number;
-  servedBy: string;
-  uploadMs: number;
-  afterUploadMs: number;
-  error?: string;
-}
-
-/** A POST (streamed: no Idempotency-Key) whose body is written one byte at a time, GAP_MS apart. */
-function slowPost(proxy: string): Promise<Outcome> {
-  const u = new URL(`${proxy}/api/orders`);
-  const started = performance.now();
-  let uploadMs = -1;
-  return new Promise((resolve) => {
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'x-user-id': 'u1', 'content-length': String(PIECES) } }, (res) => {
-      const answeredMs = performance.now() - started;
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, servedBy: String(res.headers['x-served-by'] ?? ''), uploadMs, afterUploadMs: answeredMs - uploadMs }));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, servedBy: '', uploadMs, afterUploadMs: -1, error: err.code ?? err.message }));
-    let sent = 0;
-    const piece = () => {
-      if (req.destroyed) return; // cut off
-      if (++sent < PIECES) {
-        req.write('x');
-        setTimeout(piece, GAP_MS);
-        return;
-      }
-      req.end('x', () => (uploadMs = performance.now() - started));
-    };
-    piece();
-  });
+/** A POST (streamed: no Idempotency-Key) uploaded one byte every GAP_MS; `afterUploadMs`: from its last byte to the answer. */
+async function slowPost(proxy: string) {
+  const r = await slowUpload(`${proxy}/api/orders`, { 'x-user-id': 'u1' }, PIECES, GAP_MS);
+  return { ...r, afterUploadMs: r.answeredMs < 0 ? -1 : r.answeredMs - r.uploadMs };
 }
 
 async function setup(t: Test, route: Record<string, unknown>, candidateDelayMs: number | undefined) {
