@@ -1,11 +1,17 @@
 import { SupersededError } from './model.js';
 import { RollbackArrived } from './fleet.js';
 
-/** A change that has started: queued ones in their turn, rollbacks at once. */
+/** A change that has started: queued ones in their turn, rollbacks (and their re-asserts) at once. */
 interface Running {
   settled: Promise<unknown>;
-  rollback: boolean;
+  /** A rollback's (or its re-assert's) patch; undefined for a queued change. */
+  rollback: Record<string, unknown> | undefined;
   superseded: AbortController;
+}
+
+/** Does a later rollback `b` set something `a` (a change under way) sets otherwise? Then their order matters. */
+function overrides(a: Running, b: Record<string, unknown>): boolean {
+  return a.rollback === undefined || Object.keys(b).some((k) => k in (a.rollback as object) && JSON.stringify(a.rollback?.[k]) !== JSON.stringify(b[k]));
 }
 
 interface Lane {
@@ -25,9 +31,12 @@ interface Lane {
  * every change queued after it. So a rollback
  * - refuses the changes still waiting their turn (SupersededError: not applied after it),
  * - tells the ones under way (`superseded` aborted): they stop before their next call to Unleash,
+ *   earlier rollbacks (and re-asserts) too unless this one sets nothing they set otherwise
+ *   ({"enabled": false} twice: no order to keep),
  * - is applied at once, alongside them,
  * - and is applied again once they have settled (`reassert`): Unleash applies concurrent calls in
- *   an order nobody can tell, and an "on" of theirs may land after the rollback's "off".
+ *   an order nobody can tell, and an "on" of theirs (or another rollback's percentage) may land
+ *   after the rollback's. One itself overtaken by a later rollback is not re-asserted.
  * Changes queued after a rollback run after it and its re-assert, so the flag ends as the operator said last.
  */
 export class FlagLanes {
@@ -45,38 +54,38 @@ export class FlagLanes {
         lane.waiting.add(refuse);
         lane.tail = lane.tail.then(() => {
           if (!lane.waiting.delete(refuse)) return; // refused by a rollback while it waited
-          return this.start(lane, false, job).then(resolve, reject);
+          return this.start(lane, undefined, job).result.then(resolve, reject);
         });
       }),
     );
   }
 
   /**
-   * Runs a rollback `job` at once; `reassert` runs once the changes it overtook have settled, if
-   * `isLive` says its outcome left its "off" in the source (one that failed outright changed
-   * nothing, its caller was told so: not repeated behind their back).
+   * Runs a rollback `job` (setting `patch`) at once; `reassert` runs once the changes it overtook
+   * have settled, if `isLive` says its outcome left its "off" in the source (one that failed
+   * outright changed nothing, its caller was told so: not repeated behind their back).
    */
-  rollback<T>(name: string, job: (superseded: AbortSignal) => Promise<T>, isLive: (answer: Promise<T>) => Promise<boolean>, reassert: () => Promise<unknown>, refusal: string): Promise<T> {
+  rollback<T>(name: string, patch: Record<string, unknown>, job: (superseded: AbortSignal) => Promise<T>, isLive: (answer: Promise<T>) => Promise<boolean>, reassert: (superseded: AbortSignal) => Promise<unknown>, refusal: string): Promise<T> {
     const lane = this.lane(name);
     for (const refuse of lane.waiting) refuse(new SupersededError(refusal, undefined, 'not applied'));
     lane.waiting.clear();
-    const overtaken = [...lane.running];
+    const overtaken = [...lane.running].filter((r) => overrides(r, patch));
     let settle!: (live: Promise<boolean>) => void;
     const live = new Promise<boolean>((resolve) => (settle = resolve));
-    for (const r of overtaken) if (!r.rollback) r.superseded.abort(new RollbackArrived(live));
-    const answer = this.start(lane, true, job);
-    settle(isLive(answer));
-    const reasserts = overtaken.some((r) => !r.rollback);
-    const done = Promise.allSettled([answer, ...overtaken.map((r) => r.settled)]);
+    for (const r of overtaken) r.superseded.abort(new RollbackArrived(live));
+    const self = this.start(lane, patch, job);
+    settle(isLive(self.result));
+    const done = Promise.allSettled([self.result, ...overtaken.map((r) => r.settled)]);
     // Changes sent after the rollback take their turn after it (and its re-assert), even when it
     // overtook nothing: run alongside it, an "on" could land before its slow "off" and be undone.
+    // Its re-assert runs as one of the changes under way: a later rollback overtakes it too.
     const turn = lane.tail.then(async () => {
       await done;
-      if (reasserts && (await live)) await reassert().catch(() => undefined);
+      if (overtaken.length > 0 && !self.superseded.signal.aborted && (await live)) await this.start(lane, patch, reassert).result.catch(() => undefined);
     });
     lane.tail = turn;
     void this.counted(name, lane, turn);
-    return this.counted(name, lane, answer);
+    return this.counted(name, lane, self.result);
   }
 
   /** Resolves once every change queued or running so far (and its re-assert) has settled. */
@@ -101,13 +110,13 @@ export class FlagLanes {
     return lane;
   }
 
-  private start<T>(lane: Lane, rollback: boolean, job: (superseded: AbortSignal) => Promise<T>): Promise<T> {
+  private start<T>(lane: Lane, rollback: Record<string, unknown> | undefined, job: (superseded: AbortSignal) => Promise<T>): { result: Promise<T>; superseded: AbortController } {
     const superseded = new AbortController();
     const result = Promise.resolve().then(() => job(superseded.signal));
     const r: Running = { settled: result.catch(() => undefined), rollback, superseded };
     lane.running.add(r);
     void r.settled.then(() => lane.running.delete(r));
-    return result;
+    return { result, superseded };
   }
 
   private counted<T>(name: string, lane: Lane, p: Promise<T>): Promise<T> {

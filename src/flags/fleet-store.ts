@@ -1,10 +1,11 @@
 import type { SerialQueue } from '../util/serial-queue.js';
 import type { Logger } from '../observability/logger.js';
 import { AppliedThenFailedError, applyPatch, FlagNotUsedError, NEW_FLAG, sameState, SupersededError, UnleashChangeError, type FlagPatch, type FlagState, type FlagView } from './model.js';
-import { fleetViewOf, OwnChanges, splitPatch, type ExternalApplyOptions, type ExternalChange, type ExternalFlags } from './fleet.js';
+import { fleetViewOf, OwnChanges, rollbackLive, splitPatch, type ExternalApplyOptions, type ExternalFlags } from './fleet.js';
 import { actorLabel, type Actor, type FlagChange, type FlagPersistence } from './persistence.js';
 import { checkExpect, FlagPreconditionError, type FlagExpect } from './expect.js';
 import { FlagLanes } from './flag-lanes.js';
+import { FleetAudit, type Reading } from './fleet-audit.js';
 
 /**
  * What the fleet-mode change path shares with FlagStore. Local writes and audit lines must go
@@ -32,20 +33,25 @@ export class FleetChanges {
   private readonly lanes = new FlagLanes();
   /** Routing changes under way from here: the source's report of them is not a change made elsewhere. */
   private readonly own = new OwnChanges();
-  /** Per flag, the routing state before the last change the source reported, numbered. */
-  private readonly lastExternal = new Map<string, { seq: number; before: FlagView | undefined }>();
-  private externalSeq = 0;
+  /** The audit log's lines for routing changes, one before/after chain per flag. */
+  private readonly auditLog: FleetAudit;
 
   constructor(
     private readonly external: ExternalFlags,
     private readonly host: FleetHost,
     private readonly logger: Logger,
     private readonly persistence?: FlagPersistence,
-  ) {}
+  ) {
+    this.auditLog = new FleetAudit(external, host, this.own, logger, persistence);
+  }
 
   /** Runs after the local files are loaded, so the hot path starts with their settings applied. */
   async start(): Promise<void> {
-    await this.external.start((changes) => this.changed(changes));
+    await this.external.start((changes) => {
+      for (const c of changes) this.host.recompose(c.name);
+      this.auditLog.polled(changes);
+    });
+    this.auditLog.start();
     for (const name of this.external.names()) this.host.recompose(name);
     for (const [name, s] of this.host.states) {
       if (!this.external.view(name) && s.enabled) {
@@ -61,7 +67,8 @@ export class FleetChanges {
    * says is live), is audited at once: whatever fails after that, this replica's audit log has
    * the caller's fleet-wide change, and the error says it was applied. Local settings are written
    * only after a routing change that fully went through.
-   * Changes to one flag run in order; a rollback (`enabled: false`) does not wait (FlagLanes).
+   * Changes to one flag run in order; a rollback (`enabled: false`) does not wait (FlagLanes),
+   * and the last one accepted has the last word (routing and local settings alike).
    */
   set(name: string, patch: FlagPatch, actor: Actor, expect?: FlagExpect): Promise<FlagView> {
     const { routing, local } = splitPatch(patch);
@@ -81,7 +88,7 @@ export class FleetChanges {
       );
     const by = actorLabel(actor);
     const refusal = `not applied: a rollback of "${name}" (${JSON.stringify(routing)} by ${by}) arrived while this change waited its turn; nothing of it was changed, in ${this.external.kind} or in this replica's settings`;
-    return this.lanes.rollback(name, job, isLive, () => this.reassert(name, routing, actor), refusal);
+    return this.lanes.rollback(name, patch, job, isLive, (superseded) => this.reassert(name, routing, actor, superseded), refusal);
   }
 
   private async change(name: string, routing: FlagPatch, local: FlagPatch, actor: Actor, expect: FlagExpect | undefined, superseded: AbortSignal): Promise<FlagView> {
@@ -96,13 +103,22 @@ export class FleetChanges {
     const check = expect && ((now: FlagView | undefined) => checkExpect(fleetViewOf(external.kind, now, name, host.states.get(name)), expect));
     if (check !== undefined && !routed) check(await external.read(name));
     if (routed) await this.applyRouting(name, routing, actor, { check, superseded }, notWritten);
-    if (localNames.length > 0) {
+    // A rollback that arrived meanwhile (and is live) has the last word on this replica's settings
+    // too: not written after its own. Decided outside the store's queue, where its write waits.
+    for (let decided = false; localNames.length > 0; ) {
+      if (superseded.aborted && !decided) {
+        if (await rollbackLive(superseded)) throw this.localOvertaken(name, routing, localNames);
+        decided = true; // it failed outright: it overrides nothing
+      }
       try {
-        await host.queue.run(async () => {
+        const written = await host.queue.run(async () => {
+          if (superseded.aborted && !decided) return false;
           const was = host.states.get(name);
           const after = applyPatch(was, local);
           if (was === undefined || !sameState(was, after)) await host.writeLocal(name, was, after, actor);
+          return true;
         });
+        if (written) break;
       } catch (err) {
         if (!routed) throw err;
         throw new AppliedThenFailedError(
@@ -115,38 +131,22 @@ export class FleetChanges {
   }
 
   /**
-   * Applies a routing change in the source and audits what of it is live. `reassert`: no line if
-   * the source was already so, and the line starts from the state the source was read in (this
-   * replica's SDK may never have polled the state it undoes).
+   * Applies a routing change in the source and audits what of it is live (FleetAudit: the line
+   * starts where the flag's previous line left it; none if nothing was written in the source).
    */
-  private async applyRouting(name: string, routing: FlagPatch, actor: Actor, opts: ExternalApplyOptions, notWritten: string, reassert = false): Promise<void> {
-    const { external, host } = this;
+  private async applyRouting(name: string, routing: FlagPatch, actor: Actor, opts: ExternalApplyOptions, notWritten: string): Promise<void> {
+    const { external, auditLog } = this;
     const routingBefore = external.view(name);
-    const seqBefore = this.externalSeq;
-    // The audit line is built in the store's queue, in order with the lines of other changes:
-    // the local settings as they are then (a rescan during the call has its own `file` line),
-    // and the routing state just before the source reported our change (one made in Unleash
-    // meanwhile has its own line), so its before/after chain with the lines around it.
-    const auditLine = (change: (before: FlagView | undefined, after: FlagView | undefined) => FlagChange) => {
-      const last = this.lastExternal.get(name);
-      const settings = host.states.get(name);
-      const before = fleetViewOf(external.kind, read ?? (last !== undefined && last.seq > seqBefore ? last.before : routingBefore), name, settings);
-      return this.audit(change(before, host.view(name)));
-    };
     const reason = actor.reason ?? `applied in ${external.kind}`;
-    let read: FlagView | undefined;
-    if (reassert) opts = { ...opts, check: (now) => void (read = now) };
-    const release = this.own.expect(name, routing, routingBefore);
+    let read: Reading | undefined;
+    const { mine, release } = this.own.expect(name, routing, routingBefore, { ...actor, reason });
     let wrote: boolean;
     try {
-      wrote = await external.apply(name, routing, actor, opts);
+      wrote = await external.apply(name, routing, actor, { ...opts, observe: (now) => void (read = auditLog.reading(name, now)) });
     } catch (err) {
-      if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;
-      // Overtaken by a rollback: what Unleash showed right after its calls (the rollback's off may be in it).
-      const applied = { ...err.applied, ...(err instanceof SupersededError && Object.fromEntries(Object.entries(err.after ?? {}).filter(([, v]) => v !== undefined))) };
-      const unaudited = await host.queue.run(() =>
-        auditLine((before) => ({ name, before, after: { ...(before ?? { name, ...NEW_FLAG }), ...applied }, actor: { ...actor, reason: `${reason}; ${err.note}` }, time: new Date().toISOString() })),
-      );
+      // Part of it live (or undone after a line had it): audited as such.
+      if (!(err instanceof UnleashChangeError) || (err.applied === undefined && Object.keys(mine.audited).length === 0)) throw err;
+      const unaudited = await auditLog.ownLine(name, mine, read, routingBefore, err.applied ?? {}, { ...actor, reason: `${reason}; ${err.note}` });
       (err as Error).message += unaudited + notWritten;
       throw err;
     } finally {
@@ -155,21 +155,29 @@ export class FleetChanges {
       if (opts.superseded?.aborted === true) void this.lanes.settled(name).then(release);
       else release();
     }
-    if (reassert && !wrote) return;
-    const unaudited = await host.queue.run(() => auditLine((before, after) => ({ name, before, after: after ?? { name, ...NEW_FLAG }, actor: { ...actor, reason }, time: new Date().toISOString() })));
+    if (!wrote) return;
+    const live = mine.creates ? { ...external.view(name), ...routing } : routing;
+    const unaudited = await auditLog.ownLine(name, mine, read, routingBefore, live, { ...actor, reason });
     if (unaudited !== '') {
       throw new AppliedThenFailedError(`the routing change ${JSON.stringify(routing)} was applied in ${external.kind} for the whole fleet and this replica routes by it.${unaudited}${notWritten}`, routing);
     }
   }
 
   /** After a rollback overtook changes under way: applied again, audited only if the source had moved (their "on" landed after it). */
-  private async reassert(name: string, routing: FlagPatch, actor: Actor): Promise<void> {
+  private async reassert(name: string, routing: FlagPatch, actor: Actor, superseded: AbortSignal): Promise<void> {
     const reason = `${actor.reason ?? `applied in ${this.external.kind}`}; re-asserted after the change it overtook settled in ${this.external.kind}`;
     try {
-      await this.applyRouting(name, routing, { ...actor, reason }, {}, '', true);
+      await this.applyRouting(name, routing, { ...actor, reason }, { superseded }, '');
     } catch (err) {
       this.logger.error({ flag: name, routing, actor, err: (err as Error).message }, `could not re-assert a rollback after the change it overtook: check the toggle in ${this.external.kind}`);
     }
+  }
+
+  /** A change whose per-replica settings a rollback that arrived during it overrides. */
+  private localOvertaken(name: string, routing: FlagPatch, localNames: string[]): SupersededError {
+    const settings = `the per-replica settings in this call (${localNames.join(', ')}) were not written: a rollback of "${name}" arrived while it was under way, and its settings stand`;
+    if (Object.keys(routing).length === 0) return new SupersededError(`not applied: ${settings}`, undefined, 'not applied');
+    return new SupersededError(`the routing change ${JSON.stringify(routing)} was applied in ${this.external.kind} for the whole fleet and its audit log has it, but ${settings}`, routing, 'applied, then overridden by a rollback that arrived during it');
   }
 
   private notUsed(name: string): FlagNotUsedError {
@@ -189,43 +197,5 @@ export class FleetChanges {
   /** Resolves once every change to the source queued so far has settled. */
   async idle(): Promise<void> {
     await this.lanes.idle();
-  }
-
-  /**
-   * Audits a change of ours that is live fleet-wide, and tells the store's listeners (metrics,
-   * auto-disable, rollout plans) with its actor: the source's report of it is not passed on.
-   * On a failed write the proxy log keeps it, and the caller hears so.
-   */
-  private async audit(change: FlagChange): Promise<string> {
-    try {
-      await this.persistence?.audit(change);
-      return '';
-    } catch (err) {
-      this.logger.error({ flag: change.name, actor: change.actor, before: change.before, after: change.after, err: (err as Error).message }, 'flag change applied fleet-wide but NOT in the audit log');
-      return ` It is NOT in this replica's audit log (${(err as Error).message}); the proxy log has it.`;
-    } finally {
-      this.host.emitChange(change);
-    }
-  }
-
-  /** Changes the source saw (from its own polling): live at once, then audited in order. */
-  private changed(changes: ExternalChange[]): void {
-    for (const c of changes) {
-      this.host.recompose(c.name);
-      if (c.after === undefined) this.lastExternal.delete(c.name);
-      else this.lastExternal.set(c.name, { seq: ++this.externalSeq, before: c.before });
-    }
-    // The company's other toggles change too: routed by (a reload may add their route) but not
-    // cutover's to audit, log or count (a metric series per toggle in the environment). Nor is
-    // a change this replica is making through the Admin API: its own line (the caller's) has it.
-    const ours = changes.filter((c) => this.host.uses(c.name) && !this.own.claims(c));
-    void this.host.queue.run(async () => {
-      for (const c of ours) {
-        const change: FlagChange = { name: c.name, before: c.before, after: c.after, actor: { source: this.external.kind }, time: new Date().toISOString() };
-        await this.persistence?.audit(change).catch((err: Error) => this.logger.error({ err: err.message }, 'cannot write the audit log'));
-        this.logger.info({ flag: c.name, source: change.actor.source, before: c.before, after: c.after }, c.after ? 'flag changed' : 'flag removed');
-        this.host.emitChange(change);
-      }
-    });
   }
 }

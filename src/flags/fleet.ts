@@ -1,6 +1,8 @@
 import { changedRouting, NEW_FLAG, ROUTING_FIELDS, type CompiledFlag, type FlagPatch, type FlagState, type FlagView } from './model.js';
 import type { Actor } from './persistence.js';
 
+export type RoutingField = (typeof ROUTING_FIELDS)[number];
+
 /** How an external flag source is doing, for the admin API, logs and metrics. */
 export interface FlagSourceStatus {
   kind: string;
@@ -56,6 +58,8 @@ export interface ExternalFlags {
 export interface ExternalApplyOptions {
   /** Called with the source's current state just before anything is changed; throws to refuse. */
   check?: (now: FlagView | undefined) => void;
+  /** Called with the source's current state, as read just before anything is changed (before `check`). */
+  observe?: (now: FlagView | undefined) => void;
   /** Aborted (reason: RollbackArrived) when a rollback of the flag arrives: stop, and stop waiting to see this change. */
   superseded?: AbortSignal;
 }
@@ -138,25 +142,53 @@ export function isOwnChange(c: ExternalChange, patch: FlagPatch, creates: boolea
   return changed.length > 0 && changed.every((k) => (k === 'anonymous' ? creates : k in to && JSON.stringify(c.after?.[k]) === JSON.stringify(to[k])));
 }
 
+/** A routing change this replica has under way in the source. */
+export interface OwnChange {
+  patch: FlagPatch;
+  creates: boolean;
+  /** Who made it, with the reason its audit line gives. */
+  actor: Actor;
+  /** Routing fields of it already audited, on a line of their own (see FleetAudit's gap lines), with their values. */
+  audited: Partial<Record<RoutingField, unknown>>;
+}
+
+/** Does a change applied from `before` create the toggle, or its strategy (moving fields of its own)? */
+export function createsToggle(before: FlagView | undefined): boolean {
+  return before === undefined || (before.unleash?.strategies.length ?? 0) === 0;
+}
+
 /** Routing changes this replica has under way in the source, per flag: the SDK's report of one is not audited twice. */
 export class OwnChanges {
-  private readonly byFlag = new Map<string, Set<{ patch: FlagPatch; creates: boolean }>>();
+  private readonly byFlag = new Map<string, Set<OwnChange>>();
 
-  /** Registers a change about to be applied from `before`; the function returned forgets it. */
-  expect(name: string, patch: FlagPatch, before: FlagView | undefined): () => void {
-    const mine = { patch, creates: before === undefined || (before.unleash?.strategies.length ?? 0) === 0 };
+  /** Registers a change about to be applied from `before`; `release` forgets it. */
+  expect(name: string, patch: FlagPatch, before: FlagView | undefined, actor: Actor): { mine: OwnChange; release: () => void } {
+    const mine: OwnChange = { patch, creates: createsToggle(before), actor, audited: {} };
     let set = this.byFlag.get(name);
     if (set === undefined) this.byFlag.set(name, (set = new Set()));
     const all = set;
     all.add(mine);
-    return () => {
+    const release = () => {
       all.delete(mine);
       if (all.size === 0 && this.byFlag.get(name) === all) this.byFlag.delete(name);
     };
+    return { mine, release };
   }
 
-  claims(c: ExternalChange): boolean {
+  /** The change under way (other than `except`) that the source's move `c` is all of, if any. */
+  ownerOf(c: ExternalChange, except?: OwnChange): OwnChange | undefined {
+    return [...(this.byFlag.get(c.name) ?? [])].find((m) => m !== except && isOwnChange(c, m.patch, m.creates));
+  }
+
+  /**
+   * The routing fields of a change the source reported that one under way from here set to just
+   * that value: its own line has them. The rest (another field, another value) is someone else's,
+   * even in the same poll. All of them when it is the creation of the toggle by one of ours.
+   */
+  ownedFields(c: ExternalChange): RoutingField[] {
     const set = this.byFlag.get(c.name);
-    return set !== undefined && [...set].some((m) => isOwnChange(c, m.patch, m.creates));
+    if (set === undefined || c.after === undefined) return [];
+    if (c.before === undefined) return [...set].some((m) => m.creates) ? [...ROUTING_FIELDS] : [];
+    return changedRouting(c.before, c.after).filter((k) => [...set].some((m) => isOwnChange({ ...c, after: { ...c.before, [k]: c.after?.[k] } as FlagView }, m.patch, m.creates)));
   }
 }

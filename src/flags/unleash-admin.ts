@@ -37,6 +37,8 @@ export interface ApplyOptions {
   project?: string;
   /** Throws to refuse the change, given the toggle as just read (undefined: no such toggle). */
   check?: (feature: AdminFeature | undefined) => void;
+  /** Given the toggle as just read, before `check`: the state this change starts from. */
+  observe?: (feature: AdminFeature | undefined) => void;
   /** Aborted when a rollback of this flag arrives: no further step is taken, the done ones are undone. */
   superseded?: AbortSignal;
 }
@@ -108,6 +110,7 @@ export class UnleashAdmin {
       throw new FlagSourceError(`${err.message}; ${opts.check ? UNCHECKED : 'nothing was changed'}`);
     });
     // The caller's precondition (`expect`), on the state this change is planned from: no extra read.
+    opts.observe?.(feature);
     opts.check?.(feature);
     const envState = feature?.environments.find((e) => e.name === env);
     if (feature !== undefined && envState === undefined) {

@@ -151,14 +151,14 @@ export class UnleashSource implements ExternalFlags {
       );
     }
     const admin = this.adminFor(name);
-    const { check, superseded } = opts;
+    const { check, observe, superseded } = opts;
     const change = { enabled: patch.enabled, percentage: patch.percentage };
     const waitMs = this.refreshIntervalMs * 2 + 3000;
     let want: ExpectedState;
     let wrote = false;
     let failure: UnleashChangeError | undefined;
     try {
-      ({ expected: want, wrote } = await admin.apply(name, change, { project: this.projectOf(name), check: check && ((f) => check(adminToggleState(f, this.environment))), superseded }));
+      ({ expected: want, wrote } = await admin.apply(name, change, { project: this.projectOf(name), check: check && ((f) => check(adminToggleState(f, this.environment))), observe: observe && ((f) => observe(adminToggleState(f, this.environment))), superseded }));
     } catch (err) {
       // Part of it is live in Unleash (a kept "off", a failed undo): say whether we route by it.
       if (!(err instanceof UnleashChangeError) || err.applied === undefined) throw err;

@@ -5,37 +5,10 @@
 import t from 'tap';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { http, postJson } from '../helpers/http.js';
+import { http } from '../helpers/http.js';
 import { parseProm } from '../helpers/prom.js';
 import { waitFor } from '../helpers/servers.js';
-import { fleet } from '../helpers/fake-unleash.js';
-
-/** Unleash takes this long to apply and answer a "POST on": well past every answer timed below. */
-const SLOW_MS = 2500;
-
-type Fleet = Awaited<ReturnType<typeof fleet>>;
-
-/** Toggle "flag" off at 25 % (as after an earlier rollback), seen by the replica; the audit log's lines so far. */
-async function offAt25(f: Fleet): Promise<number> {
-  (f.u.env('flag') as { enabled: boolean }).enabled = false;
-  await waitFor(() => f.running.cutover.store.view('flag')?.enabled === false, 3000, 'the replica to see the toggle off');
-  // Its `unleash` audit line is written just after: counted here, not taken for one of the test's.
-  await waitFor(async () => (await f.audit()).at(-1)?.after?.enabled === false, 3000, 'the replica to audit the toggle off');
-  f.u.calls.length = 0;
-  return (await f.audit()).length;
-}
-
-const timed = (f: Fleet, body: unknown, who: string, started: number) =>
-  postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': who }).then((r) => ({ status: r.status, json: r.json<{ error?: string; message: string }>(), at: Date.now() - started }));
-
-/** alice's ramp to 50 % under way, its "on" held SLOW_MS by Unleash; `started` is what `timed` counts from. */
-async function slowRamp(f: Fleet) {
-  f.u.late.set('POST on', SLOW_MS);
-  const started = Date.now();
-  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started); // GET, PUT 50, POST on (slow)
-  await new Promise((r) => setTimeout(r, 150));
-  return { started, ramp };
-}
+import { afters, breaks, fleet, offAt25, SLOW_MS, slowRamp, timed } from '../helpers/fake-unleash.js';
 
 t.test('a rollback answers at once behind a slow change to the same flag; the queued change is refused; the slow "on" landing after it is undone', async (t) => {
   const f = await fleet(t);
@@ -58,9 +31,11 @@ t.test('a rollback answers at once behind a slow change to the same flag; the qu
   t.same(f.u.rollout('flag'), [50], 'the refused 75 % never reached Unleash');
   t.equal(f.running.cutover.store.view('flag')?.enabled, false, 'and this replica routes by that');
   const lines = (await f.audit()).slice(seen);
-  t.same(lines.map((l) => `${l.actor.split('@')[0]} ${String(l.after?.enabled)},${String(l.after?.percentage)}`), ['admin-api:bob false,50', 'admin-api:alice true,50', 'admin-api:bob false,50'], 'what was live fleet-wide, each once');
-  t.match(lines[1], { reason: 'applied in unleash; applied, then overridden by a rollback that arrived during it' });
-  t.match(lines[2], { reason: /re-asserted/, before: { enabled: true, percentage: 50 }, after: { enabled: false } });
+  // bob's first call found the toggle off already (alice's "on" not landed): it changed nothing, so no line of its own.
+  t.same(afters(lines), ['admin-api:alice true,50', 'admin-api:bob false,50'], 'what was live fleet-wide, each once, in the order it took effect');
+  t.match(lines[0], { reason: 'applied in unleash; applied, then overridden by a rollback that arrived during it', before: { enabled: false, percentage: 25 } });
+  t.match(lines[1], { reason: /re-asserted/, before: { enabled: true, percentage: 50 }, after: { enabled: false } });
+  t.same(breaks(await f.audit()), [], 'each line starts where the one before left the flag');
 });
 
 t.test('a change sent after a rollback waits for its re-assert: what the operator said last stands', async (t) => {
@@ -98,9 +73,10 @@ t.test('a rollback live in Unleash but not audited (500 applied_then_failed) is 
   await rm(join(f.dirs.flagsDir, 'audit.log'));
   await mkdir(join(f.dirs.flagsDir, 'audit.log')); // appends fail: EISDIR
   const { started, ramp } = await slowRamp(f);
-  const rollback = await timed(f, { enabled: false }, 'bob', started);
+  // The toggle is still off (alice's "on" has not landed): bob's rollback writes its 10 %, which has a line to write.
+  const rollback = await timed(f, { enabled: false, percentage: 10 }, 'bob', started);
   t.equal(rollback.status, 500);
-  t.match(rollback.json, { error: 'applied_then_failed', message: /^the routing change \{"enabled":false\} was applied in unleash for the whole fleet and this replica routes by it/ });
+  t.match(rollback.json, { error: 'applied_then_failed', message: /^the routing change \{"enabled":false,"percentage":10\} was applied in unleash for the whole fleet and this replica routes by it/ });
   t.equal((await ramp).status, 409);
   await waitFor(() => f.running.cutover.store.flagQueueCount === 0, 5000, 'the re-assert');
   t.match(f.u.env('flag'), { enabled: false }, 'the caller was told its "off" is live: the late "on" does not outlast it');

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { postJson } from './http.js';
-import { startCutover, startUpstream, writeConfig } from './servers.js';
+import { startCutover, startUpstream, waitFor, writeConfig } from './servers.js';
 import type { AdminStrategy } from '../../src/flags/unleash-admin.js';
 
 export const ENV = 'development';
@@ -33,6 +33,8 @@ export async function fakeUnleash(t: Test) {
   const slow = new Map<string, number>();
   /** Admin calls of these kinds ("POST on", "PUT strategies", ...) are applied, and answered, only this many ms late. */
   const late = new Map<string, number>();
+  /** Admin calls of these kinds are applied at once but answered only this many ms late (the answer is slow, not Unleash). */
+  const answerLate = new Map<string, number>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -93,7 +95,7 @@ export async function fakeUnleash(t: Test) {
         answer = env.strategies.length < before ? [200] : [404, { message: 'no such strategy' }];
       }
       if (failure === 'lost') return res.destroy();
-      const slowMs = slow.get(name ?? '');
+      const slowMs = slow.get(name ?? '') ?? answerLate.get(what);
       if (slowMs !== undefined) return void setTimeout(() => send(...answer), slowMs);
       send(...answer);
     }
@@ -111,7 +113,7 @@ export async function fakeUnleash(t: Test) {
     server.closeAllConnections();
     return new Promise<void>((r) => server.close(() => r()));
   };
-  return { api, toggles, calls, failures, state, slow, late, seed, env, rollout, stop };
+  return { api, toggles, calls, failures, state, slow, late, answerLate, seed, env, rollout, stop };
 }
 
 export interface AuditLine {
@@ -136,3 +138,40 @@ export async function fleet(t: Test) {
   const adminLines = async () => (await audit()).filter((l) => l.source === 'admin-api');
   return { u, dirs, post, audit, adminLines, running, adminPort: running.adminPort };
 }
+
+/** Unleash takes this long to apply and answer a "POST on": well past every answer timed below. */
+export const SLOW_MS = 2500;
+
+export type Fleet = Awaited<ReturnType<typeof fleet>>;
+
+/** Toggle "flag" off at 25 % (as after an earlier rollback), seen by the replica; the audit log's lines so far. */
+export async function offAt25(f: Fleet): Promise<number> {
+  (f.u.env('flag') as { enabled: boolean }).enabled = false;
+  await waitFor(() => f.running.cutover.store.view('flag')?.enabled === false, 3000, 'the replica to see the toggle off');
+  // Its `unleash` audit line is written just after: counted here, not taken for one of the test's.
+  await waitFor(async () => (await f.audit()).at(-1)?.after?.enabled === false, 3000, 'the replica to audit the toggle off');
+  f.u.calls.length = 0;
+  return (await f.audit()).length;
+}
+
+export const timed = (f: Fleet, body: unknown, who: string, started: number) =>
+  postJson(`http://127.0.0.1:${f.adminPort}/api/v1/flags/flag`, body, { 'x-cutover-actor': who }).then((r) => ({ status: r.status, json: r.json<{ error?: string; message: string }>(), at: Date.now() - started }));
+
+/** alice's ramp to 50 % under way, its "on" held SLOW_MS by Unleash; `started` is what `timed` counts from. */
+export async function slowRamp(f: Fleet) {
+  f.u.late.set('POST on', SLOW_MS);
+  const started = Date.now();
+  const ramp = timed(f, { enabled: true, percentage: 50 }, 'alice', started); // GET, PUT 50, POST on (slow)
+  await new Promise((r) => setTimeout(r, 150));
+  return { started, ramp };
+}
+
+/** Where the audit lines of `flag` (the local files' aside) do not chain: a line's `before` is not the `after` of the one before it. */
+export function breaks(lines: AuditLine[], flag = 'flag'): string[] {
+  const own = lines.filter((l) => l.flag === flag && l.source !== 'file');
+  const state = (s: AuditLine['after']) => (s === null ? 'none' : `${String(s.enabled)},${String(s.percentage)}`);
+  return own.slice(1).flatMap((l, i) => (state(l.before) === state(own[i]?.after ?? null) ? [] : [`line ${i + 2} (${l.actor}) starts at ${state(l.before)}, the one before ended at ${state(own[i]?.after ?? null)}`]));
+}
+
+/** Lines as "actor-without-address enabled,percentage" after each, for t.same. */
+export const afters = (lines: AuditLine[]) => lines.map((l) => `${l.actor.split('@')[0]} ${String(l.after?.enabled)},${String(l.after?.percentage)}`);
