@@ -23,12 +23,12 @@ export class RouteStatsTable {
   constructor(private readonly now: () => number = Date.now) {}
 
   /**
-   * The stats a job for `route` records into: the live route's (created on first use), a retired
-   * route's (a job queued before the reload: it was mirrored, so it counts, but the route stays
-   * retired), or else throwaway stats that are not listed.
+   * The stats a job for `route` records into: the live route's (created on first use), or else
+   * throwaway stats that are not listed. Never a retired route's: its counters stay as they were
+   * when it was unshadowed (the Shadower discards jobs a reload left behind, Shadower.current).
    */
   get(route: string): RouteShadowStats {
-    const s = this.live.get(route) ?? this.retired.get(route);
+    const s = this.live.get(route);
     if (s !== undefined) return s;
     const fresh = new RouteShadowStats(route, this.flags.get(route), this.now);
     if (this.flags.has(route)) this.live.set(route, fresh);

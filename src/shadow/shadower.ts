@@ -5,6 +5,7 @@ import type { Upstream } from '../upstream/pools.js';
 import { compareResponses, type CapturedResponse, type CompareOptions } from './compare.js';
 import { decodeBody } from './decode.js';
 import { compilePaths, diffJson, isLeafDifference, type PathSet } from './json-diff.js';
+import { fetchCaptured } from './mirror.js';
 import type { RouteShadowStats } from './results.js';
 import { RouteStatsTable } from './route-stats.js';
 
@@ -17,6 +18,13 @@ export interface CompiledShadow {
   readonly writes: boolean;
   readonly timeoutMs: number;
   readonly maxBody: number;
+  /** The section as configured (sectionKey): a probe counts only while its route still has it. */
+  readonly key: string;
+}
+
+/** A shadow section's identity across reloads: every reload parses it afresh, in schema key order. */
+function sectionKey(section: object): string {
+  return JSON.stringify(section);
 }
 
 export function compileShadow(cfg: ShadowConfig): CompiledShadow {
@@ -33,6 +41,7 @@ export function compileShadow(cfg: ShadowConfig): CompiledShadow {
     writes: cfg.writes,
     timeoutMs: cfg.timeout,
     maxBody: cfg.maxBody,
+    key: sectionKey(cfg),
   };
 }
 
@@ -45,12 +54,21 @@ export function shadowsUser(s: CompiledShadow, userId: string | undefined): bool
   return inRollout(bucketOf(SHADOW_GROUP, userId), s.percentage);
 }
 
-/** A configured route's name, flag and shadow section (a CompiledRoute or a RouteConfig will do). */
+/** A configured route's name, flag, upstream names and shadow section, as configured (a RouteConfig). */
 export interface RouteFlag {
   readonly name: string;
   readonly flag?: string | undefined;
+  readonly legacy: string;
+  readonly candidate?: string | undefined;
   /** Absent: the route is not shadowed. */
-  readonly shadow?: unknown;
+  readonly shadow?: object | undefined;
+}
+
+/** What a live shadowed route's probes must have been started under to count (Shadower.current). */
+interface LiveShadow {
+  readonly key: string;
+  readonly legacy: string;
+  readonly candidate: string | undefined;
 }
 
 export interface ShadowJob {
@@ -76,6 +94,8 @@ export interface ShadowJob {
 export class Shadower {
   private readonly stats: RouteStatsTable;
   private readonly waiting: ShadowJob[] = [];
+  /** Shadowed route -> its shadow section and upstreams in the live config. */
+  private live = new Map<string, LiveShadow>();
   private active = 0;
   private closed = false;
 
@@ -94,7 +114,8 @@ export class Shadower {
   }
 
   submit(job: ShadowJob): void {
-    if (this.closed) return;
+    // Not current: a request routed before a reload that changed its route's shadowing (current).
+    if (this.closed || !this.current(job)) return;
     if (this.active < this.limits.concurrency) return void this.run(job);
     if (this.waiting.length < this.limits.queue) return void this.waiting.push(job);
     this.statsFor(job.route).record('dropped');
@@ -103,8 +124,8 @@ export class Shadower {
   /**
    * A route's stats, carrying the route's flag in the live config (not the one a queued job's
    * request was routed under): a reload may move a route to another flag, and the
-   * maxShadowMismatch gate finds stats by flag. See RouteStatsTable.get for a route a reload
-   * stopped shadowing.
+   * maxShadowMismatch gate finds stats by flag. See RouteStatsTable.get for a route the live
+   * config does not shadow.
    */
   statsFor(route: string): RouteShadowStats {
     return this.stats.get(route);
@@ -115,12 +136,36 @@ export class Shadower {
    * current flag (comparisons already made stay: they judged the same route's answers); a route no
    * longer configured, or kept without its shadow section, is retired: listed with its totals and
    * findings, feeding no gate, its learned noise dropped, until shadowing comes back (the same
-   * totals continue) or it is forgotten (RouteStatsTable).
+   * totals continue) or it is forgotten (RouteStatsTable). Jobs started under the previous config
+   * count only if their route kept its shadowing (see current).
    */
   setRouteFlags(routes: Iterable<RouteFlag>): void {
-    const live = new Map<string, string | undefined>();
-    for (const r of routes) if (r.shadow !== undefined) live.set(r.name, r.flag);
-    this.stats.setLive(live);
+    const flags = new Map<string, string | undefined>();
+    const live = new Map<string, LiveShadow>();
+    for (const r of routes) {
+      if (r.shadow === undefined) continue;
+      flags.set(r.name, r.flag);
+      live.set(r.name, { key: sectionKey(r.shadow), legacy: r.legacy, candidate: r.candidate });
+    }
+    this.live = live;
+    this.stats.setLive(flags);
+    // Queued jobs the reload made stale go now, rather than hold queue room until their turn.
+    let kept = 0;
+    for (const job of this.waiting) if (this.current(job)) this.waiting[kept++] = job;
+    this.waiting.length = kept;
+  }
+
+  /**
+   * May a job (queued, or a probe in flight) still record into its route? Only while the live
+   * config shadows the route with the same shadow section and upstreams the job was started under.
+   * Otherwise a reload came in between, and the job is discarded uncounted: a route it unshadowed
+   * keeps its counters flat from then on, and one whose comparison it changed (ignore paths,
+   * tolerance, timeout, the upstreams compared...) must not mix the old rules' verdicts into the
+   * new ones'. Moving the route to another flag alone changes no comparison: those still count.
+   */
+  private current(job: ShadowJob): boolean {
+    const l = this.live.get(job.route);
+    return l !== undefined && l.key === job.shadow.key && l.legacy === job.legacy.name && l.candidate === job.candidate.name;
   }
 
   /**
@@ -167,6 +212,7 @@ export class Shadower {
 
   private async run(job: ShadowJob): Promise<void> {
     this.active++;
+    // Current now (submit and setRouteFlags see to it), but a reload may come while its probes run.
     const stats = this.statsFor(job.route);
     stats.noiseTtlMs = job.shadow.noiseTtlMs;
     try {
@@ -176,6 +222,7 @@ export class Shadower {
         await this.learnNoise(job, legacy, stats);
       }
       const candidate = await decodeBody(await fetchCaptured(job.candidate, job, job.shadow), job.shadow.maxBody);
+      if (!this.current(job)) return;
       const opts = { ...job.shadow.compare, ignore: withNoise(job.shadow.compare.ignore, stats) };
       const verdict = compareResponses(legacy, candidate, opts);
       const example = { requestId: job.requestId, method: job.method, path: job.path, differences: verdict.result === 'mismatch' ? verdict.differences.slice(0, 10) : [] };
@@ -185,7 +232,7 @@ export class Shadower {
         this.logger.info({ route: job.route, requestId: job.requestId, path: job.path, differences: kept?.differences }, 'shadow mismatch');
       }
     } catch (err) {
-      stats.record('error', { requestId: job.requestId, method: job.method, path: job.path, reason: (err as Error).message, differences: [] });
+      if (this.current(job)) stats.record('error', { requestId: job.requestId, method: job.method, path: job.path, reason: (err as Error).message, differences: [] });
     } finally {
       this.active--;
       const next = this.waiting.shift();
@@ -213,6 +260,7 @@ export class Shadower {
     } catch {
       return;
     }
+    if (!this.current(job)) return; // noise under rules the route no longer has
     for (const d of diffJson(a, b, job.shadow.compare)) if (isLeafDifference(d)) stats.markNoisy(d.path);
   }
 }
@@ -221,40 +269,4 @@ function withNoise(ignore: PathSet, stats: RouteShadowStats): PathSet {
   const noisy = stats.noisePaths();
   if (noisy === undefined) return ignore;
   return { has: (p) => ignore.has(p) || noisy.has(p), covers: (p) => ignore.covers(p) || noisy.covers(p), size: ignore.size + noisy.size };
-}
-
-/**
- * The mirrored request's headers: the forwarded ones with the upstream's Host and one
- * `x-cutover-shadow: 1`. A client's own copy never gets this far: copyRequestHeaders drops it
- * from every forwarded request (proxy/headers.ts), so a real order cannot look like a dry run.
- */
-function shadowHeaders(forwarded: readonly string[], host: string): string[] {
-  return [...forwarded, 'host', host, 'x-cutover-shadow', '1'];
-}
-
-async function fetchCaptured(up: Upstream, job: ShadowJob, s: CompiledShadow): Promise<CapturedResponse> {
-  const r = await up.pool.request({
-    method: job.method as 'GET',
-    path: up.basePath + job.path,
-    headers: shadowHeaders(job.headers, up.host),
-    body: job.body,
-    headersTimeout: s.timeoutMs,
-    bodyTimeout: s.timeoutMs,
-    signal: AbortSignal.timeout(s.timeoutMs),
-  });
-  const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let truncated = false;
-  for await (const chunk of r.body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > s.maxBody) {
-      truncated = true;
-      r.body.destroy();
-      break;
-    }
-    chunks.push(chunk);
-  }
-  return { status: r.statusCode, headers, body: Buffer.concat(chunks), truncated };
 }

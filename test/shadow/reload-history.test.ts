@@ -90,7 +90,7 @@ for (const gap of ['plain', 'absent'] as const) {
 
 t.test('unshadowed routes are forgotten after 24 h, or sooner past the newest 100', async (t) => {
   let now = 1_000_000_000;
-  const route = (i: number) => ({ name: `r${i}`, flag: 'f', shadow: {} });
+  const route = (i: number) => ({ name: `r${i}`, flag: 'f', legacy: 'legacy', shadow: {} });
   const shadow = new Shadower({ concurrency: 1, queue: 1 }, silentLogger, [route(0), route(1)], () => now);
   t.teardown(() => shadow.close());
   const registry = new Registry();
