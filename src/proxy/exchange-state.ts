@@ -5,12 +5,14 @@ import type { CompiledFlag } from '../flags/model.js';
 import type { CompiledRoute, RoutingState } from '../routing/compile.js';
 import type { Decision } from '../routing/decide.js';
 import { UNROUTED } from '../routing/choose.js';
-import type { LiveFailure } from '../upstream/health.js';
+import type { LiveFailure, UpstreamHealth } from '../upstream/health.js';
 import { liveFailure, recordCandidate, recordLegacy, type AutoDisable } from '../upstream/outcomes.js';
+import type { Upstream } from '../upstream/pools.js';
 import type { ResponseCapture } from '../shadow/capture.js';
-import type { CompiledShadow, Shadower } from '../shadow/shadower.js';
+import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
 import { sendProxyError, type UpstreamError } from './errors.js';
 import { candidateAllowance } from './fallback.js';
+import { SAFE } from './headers.js';
 import type { Attempt } from './forward.js';
 import type { AttemptResult } from './attempt-owner.js';
 
@@ -27,8 +29,8 @@ type Tracked = ServerResponse & { [kExchange]?: ExchangeState };
 
 /**
  * What one request carries through the pipeline, and how it ends: error replies, fallback notes,
- * the candidate's verdict, and the one record the observer gets. The journey itself, the order
- * in which these are called, is pipeline.ts's Exchange.
+ * the candidate's verdict, the shadow handoff, and the one record the observer gets. The journey
+ * itself, the order in which these are called, is pipeline.ts's Exchange.
  */
 export abstract class ExchangeState {
   /** Arrival: the request's duration (its log line) is measured from here, whatever the budget. */
@@ -174,6 +176,34 @@ export abstract class ExchangeState {
     if (!this.trial) return;
     this.trial = false;
     this.route?.candidateHealth?.released();
+  }
+
+  /**
+   * A request the flag sent to legacy, on a shadowed route: is it mirrored once legacy answered
+   * (README "Shadow traffic": safe methods unless `writes`, users sampled by their shadow bucket)?
+   * An ejected candidate is spared the mirror too: it is out to recover, and its answers would be noise.
+   */
+  protected pickShadowing(route: CompiledRoute, shadow: CompiledShadow): void {
+    if (route.candidate === undefined || this.deps.shadow === undefined) return;
+    if (!SAFE.has(this.req.method as string) && !shadow.writes) return;
+    if (shadowsUser(shadow, this.userId) && !(route.candidateHealth as UpstreamHealth).out()) this.shadowing = shadow;
+  }
+
+  /** Legacy answered in full: mirror the request to the candidate, off the request path. */
+  protected submitShadow(): void {
+    const route = this.route as CompiledRoute;
+    (this.deps.shadow as Shadower).submit({
+      route: route.name,
+      shadow: this.shadowing as CompiledShadow,
+      legacy: route.legacy,
+      candidate: route.candidate as Upstream,
+      method: this.req.method as string,
+      path: this.path + this.query,
+      headers: this.headers.slice(0, this.baseHeaders), // without the attempt's Host
+      body: this.body instanceof Buffer ? this.body : null,
+      requestId: this.requestId,
+      legacyResponse: (this.capture as ResponseCapture).response(),
+    });
   }
 
   protected noteFallback(reason: FallbackReason): void {

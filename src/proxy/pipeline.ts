@@ -5,7 +5,6 @@ import type { Decision, Target } from '../routing/decide.js';
 import { choose, type Chooser } from '../routing/choose.js';
 import { requestPath, requestQuery } from '../routing/normalize-path.js';
 import type { Upstream } from '../upstream/pools.js';
-import type { UpstreamHealth } from '../upstream/health.js';
 import { adoptTargetAuthority, appendForwarded } from './forwarded.js';
 import { Attempt } from './forward.js';
 import type { AttemptOwner, AttemptResult, HeadersVerdict } from './attempt-owner.js';
@@ -16,7 +15,6 @@ import { bufferBody, planBody } from './request-body.js';
 import { requestIdOf } from './request-id.js';
 import { UpgradeProxy } from './websocket.js';
 import { ResponseCapture } from '../shadow/capture.js';
-import { shadowsUser, type CompiledShadow, type Shadower } from '../shadow/shadower.js';
 import { cancelOnFinish, ExchangeState, trackClientClose, type PipelineDeps } from './exchange-state.js';
 
 export type { PipelineDeps };
@@ -24,7 +22,8 @@ export type { PipelineDeps };
 /**
  * The request's journey, top to bottom:
  *   match route -> identify user -> decide target -> health gate   (routing/choose.ts)
- *   -> forward within budget -> fall back (or hedge) -> shadow -> respond   (here)
+ *   -> forward within budget -> fall back (or hedge) -> shadow -> respond   (here; which
+ *      requests are mirrored, and the job handed over: exchange-state.ts)
  *   -> observe   (exchange-state.ts: finish)
  * Each step is a small module; this file only sequences them. One Exchange object per request
  * carries the state (exchange-state.ts), so the hot path allocates no closures.
@@ -88,11 +87,7 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
     const declared = this.req.headers['content-length'];
     if (declared !== undefined && this.state.maxBody > 0 && Number(declared) > this.state.maxBody) return this.tooLarge();
     if (unhealthy) this.noteFallback('unhealthy');
-    else if (route?.shadow !== undefined && decision.target === 'legacy' && route.candidate !== undefined && this.deps.shadow !== undefined) {
-      const method = this.req.method as string;
-      // An ejected candidate is spared the mirror too: it is out to recover, and its answers would be noise.
-      if ((SAFE.has(method) || route.shadow.writes) && shadowsUser(route.shadow, userId) && !(route.candidateHealth as UpstreamHealth).out()) this.shadowing = route.shadow;
-    }
+    else if (route?.shadow !== undefined && decision.target === 'legacy') this.pickShadowing(route, route.shadow);
     this.prepare(target);
   }
 
@@ -277,23 +272,6 @@ class Exchange extends ExchangeState implements AttemptOwner, Chooser {
   /** Hedged with legacy already failed for good: a candidate 5xx is the only answer there is. */
   private legacyCanAnswer(): boolean {
     return this.legacyError === undefined || this.legacyRetries(this.legacyError);
-  }
-
-  /** Legacy answered in full: mirror the request to the candidate, off the request path. */
-  private submitShadow(): void {
-    const route = this.route as CompiledRoute;
-    (this.deps.shadow as Shadower).submit({
-      route: route.name,
-      shadow: this.shadowing as CompiledShadow,
-      legacy: route.legacy,
-      candidate: route.candidate as Upstream,
-      method: this.req.method as string,
-      path: this.path + this.query,
-      headers: this.headers.slice(0, this.baseHeaders), // without the attempt's Host
-      body: this.body instanceof Buffer ? this.body : null,
-      requestId: this.requestId,
-      legacyResponse: (this.capture as ResponseCapture).response(),
-    });
   }
 }
 
