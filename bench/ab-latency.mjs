@@ -17,7 +17,13 @@ import { latency } from './scenarios.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { sittings: { type: 'string', default: '5' }, rounds: { type: 'string', default: '25' }, rate: { type: 'string', default: '1000' } },
+  options: {
+    // Also runs the bare forwarder under these node flags ("undici+flags"), e.g. cutover's own.
+    'forwarder-flags': { type: 'string' },
+    sittings: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '25' },
+    rate: { type: 'string', default: '1000' },
+  },
 });
 const builds = positionals.map((p) => {
   const eq = p.indexOf('=');
@@ -37,6 +43,9 @@ process.on('exit', killAllSync);
 const [legacy, candidate] = await startUpstreams(['legacy', 'candidate']);
 ctx.upstreams = [legacy, candidate];
 const contenders = [directContender(legacy), await forwarderContender('undici', legacy)];
+if (values['forwarder-flags']) {
+  contenders.push({ ...(await forwarderContender('undici', legacy, values['forwarder-flags'].split(' '))), name: 'undici+flags' });
+}
 for (const b of builds) {
   useCli(b.cli);
   contenders.push({ ...(await cutoverContender(`cutover-50@${b.label}`, legacy, candidate, 50, { nodeArgs: b.nodeArgs })), name: b.label });
