@@ -5,7 +5,8 @@
 // little; count in how many sittings each build had the lowest p99.
 //   npm run build && node bench/ab-latency.mjs [--sittings N] [--rounds N] LABEL=DIST_DIR ...
 //   e.g. node bench/ab-latency.mjs shipped=dist nolog=/tmp/nolog/dist
-// LABEL=DIST_DIR@FLAG@FLAG runs that build under extra node flags (e.g. dist@--min-semi-space-size=16).
+// A build runs under the node flags its cli.js shebang gives (as cutover ships); LABEL=DIST_DIR@FLAG@FLAG
+// runs it under these instead (e.g. dist@--min-semi-space-size=16), and LABEL=DIST_DIR@ under none.
 // DIST_DIR: a built dist/ (tsc output) with cli.js in it; a copy of dist/ with one change is enough.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -28,10 +29,11 @@ const { values, positionals } = parseArgs({
 const builds = positionals.map((p) => {
   const eq = p.indexOf('=');
   const label = p.slice(0, Math.max(0, eq));
-  const [dir, ...nodeArgs] = p.slice(eq + 1).split('@');
+  const [dir, ...flags] = p.slice(eq + 1).split('@');
+  const nodeFlags = p.includes('@') ? flags.filter(Boolean) : undefined;
   const cli = join(resolve(dir ?? ''), 'cli.js');
   if (!label || !dir || !existsSync(cli)) throw new Error(`expected LABEL=DIST_DIR[@NODE_FLAG...] with cli.js in it, got ${JSON.stringify(p)}`);
-  return { label, cli, nodeArgs };
+  return { label, cli, nodeFlags };
 });
 if (builds.length < 2) throw new Error('give at least two builds: LABEL=DIST_DIR LABEL=DIST_DIR');
 
@@ -48,7 +50,7 @@ if (values['forwarder-flags']) {
 }
 for (const b of builds) {
   useCli(b.cli);
-  contenders.push({ ...(await cutoverContender(`cutover-50@${b.label}`, legacy, candidate, 50, { nodeArgs: b.nodeArgs })), name: b.label });
+  contenders.push({ ...(await cutoverContender(`cutover-50@${b.label}`, legacy, candidate, 50, { nodeFlags: b.nodeFlags })), name: b.label });
 }
 
 const wins = Object.fromEntries(builds.map((b) => [b.label, { p99: 0, over1ms: 0 }]));

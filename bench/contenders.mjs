@@ -6,7 +6,7 @@ import { createConnection } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join, delimiter } from 'node:path';
 import { forkReady, spawnChild, tempDir, removeTempDir, freePort } from './proc.mjs';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, readFileSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -15,6 +15,17 @@ export let cliPath = join(repoRoot, 'dist', 'cli.js');
 
 export function useCli(path) {
   cliPath = path;
+}
+
+/**
+ * The node flags cutover ships with: its bin's shebang (`#!/usr/bin/env -S node FLAGS`), which the
+ * Dockerfile's ENTRYPOINT repeats (test/deploy/dockerfile.test.ts). The bench runs cutover as it
+ * ships; the forwarders run under Node's defaults, as a team would run them.
+ */
+export function shippedNodeFlags(cli = cliPath) {
+  const first = readFileSync(cli, 'utf8').split('\n', 1)[0];
+  const m = /^#!\S*env\s+(?:-S\s+)?node((?:\s+--\S+)*)\s*$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 }
 
 /**
@@ -182,7 +193,8 @@ export async function cutoverContender(name, legacy, candidate, percentage, opts
   mkdirSync(flags);
   writeFileSync(join(routes, 'bench.yaml'), routesYaml(legacy.url, candidate.url, opts));
   writeFileSync(join(flags, 'bench_flag.json'), JSON.stringify({ enabled: true, percentage }));
-  const args = [...(opts.nodeArgs ?? []), cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
+  // opts.nodeFlags replaces the shipped flags (ab-latency's LABEL=DIST@FLAGS); nodeArgs add to them.
+  const args = [...(opts.nodeFlags ?? shippedNodeFlags()), ...(opts.nodeArgs ?? []), cliPath, 'serve', '--routes', routes, '--flags', flags, '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--drain-timeout', '1s'];
   const logPath = join(dir, 'cutover.log');
   const fd = openSync(logPath, 'w');
   const [cmd, ...pre] = opts.wrap ? [...opts.wrap, process.execPath] : [process.execPath];

@@ -183,7 +183,7 @@ async function main() {
   const res = {
     startedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     machine: machineInfo(),
-    cutover: cutoverInfo(opts, builtCommit),
+    cutover: { ...cutoverInfo(opts, builtCommit), nodeFlags: contenders.shippedNodeFlags() },
     params: { ...opts, command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim() },
     skipped: [],
     errors: {},
@@ -192,7 +192,7 @@ async function main() {
   const allowed = (n) => !opts.only || opts.only.includes(n);
   // The latency scenario runs one cutover by default; --only may name any contender for it.
   const latencyNames = opts.only ? scenarios.THROUGHPUT_CONTENDERS.filter(allowed) : scenarios.LATENCY_CONTENDERS;
-  log(`machine: ${res.machine.cpus} x ${res.machine.cpuModel}, node ${res.machine.node}; cutover ${res.cutover.commit}${res.cutover.dirtySrc ? ' (src has uncommitted changes)' : ''}`);
+  log(`machine: ${res.machine.cpus} x ${res.machine.cpuModel}, node ${res.machine.node}; cutover ${res.cutover.commit}${res.cutover.dirtySrc ? ' (src has uncommitted changes)' : ''}, node flags: ${res.cutover.nodeFlags.join(' ') || 'none'}`);
   log(`scenarios: ${opts.scenarios.join(', ')}`);
   if (!opts.smoke) {
     // One quiet second first: if the machine is already busy, every number below is suspect.

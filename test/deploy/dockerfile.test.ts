@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { cp, readFile } from 'node:fs/promises';
+import { chmod, cp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULTS, ENV } from '../../src/defaults.js';
 import { spawnCutover, tempDir } from '../helpers/servers.js';
@@ -73,9 +73,28 @@ t.test('static: the image ships only dist/ and production dependencies (plus rou
   t.same(fromContext.sort(), ['flags', 'package.json', 'routes'], 'from the context: package.json and config, no sources');
   t.match(all('ENV').map((i) => i.args), [/NODE_ENV=production/], 'NODE_ENV=production');
   const entry = jsonArgs('ENTRYPOINT');
-  t.same(entry, ['node', 'dist/cli.js'], 'runs the compiled CLI');
+  t.same(entry, ['node', ...(await shebangFlags()), 'dist/cli.js'], "runs the compiled CLI under the node flags of the CLI's shebang");
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  t.equal(pkg.bin.cutover, entry[1], "the package's own bin");
+  t.equal(pkg.bin.cutover, entry.at(-1), "the package's own bin");
+});
+
+/** The node flags cutover ships with: its bin's shebang, `#!/usr/bin/env -S node FLAGS` (README "Performance"). */
+async function shebangFlags(): Promise<string[]> {
+  const first = (await readFile(join(root, 'src', 'cli.ts'), 'utf8')).split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env(?: -S)? node((?: --\S+)*)$/.exec(first);
+  if (!m) throw new Error(`src/cli.ts does not start with a node shebang: ${first}`);
+  return (m[1] ?? '').split(' ').filter(Boolean);
+}
+
+t.test('the bin runs as its shebang says (env -S passes node its flags)', async (t) => {
+  const cli = join(root, 'dist', 'cli.js');
+  await chmod(cli, 0o755); // as npm makes a bin executable when it installs it
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(cli, ['--version'], { timeout: 10_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(stdout))),
+  );
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { version: string };
+  t.equal(out.trim(), pkg.version);
+  t.ok((await shebangFlags()).length > 0, 'with flags: a plain `#!/usr/bin/env node` would not exercise env -S');
 });
 
 const cmd = jsonArgs('CMD');
@@ -129,7 +148,7 @@ t.test("the image's command, and README's docker run, start from dist/ and pass 
   const readmeRun = /docker run[^\n]*\\\n[^\n]*\\\n\s*cutover (serve[^\n]*)/.exec(readme)?.[1];
   t.ok(readmeRun, "README's docker run command found");
   const [image, documented] = await Promise.all([
-    appDir(t).then((app) => spawnCutover(t, onFreePorts(cmd, app))),
+    appDir(t).then((app) => spawnCutover(t, onFreePorts(cmd, app), {}, jsonArgs('ENTRYPOINT').slice(1, -1))),
     // README's run puts the admin listener on 0.0.0.0, so it needs the token; the probe must not.
     appDir(t).then((app) => spawnCutover(t, onFreePorts(readmeRun?.trim().split(/\s+/) ?? [], app), { [ENV.adminToken]: 'change-me' })),
   ]);

@@ -146,7 +146,8 @@ export async function deadUrl(): Promise<string> {
  * Runs the built CLI as its own process (`npm test` builds first) and waits until /readyz answers.
  * `--port 0` / `--admin-port 0` are replaced by free ports, so no log line has to be parsed.
  */
-export async function spawnCutover(t: Teardown, args: string[], env: Record<string, string> = {}): Promise<Spawned> {
+/** `nodeFlags`: node's own flags before the script (the Dockerfile's ENTRYPOINT gives some). */
+export async function spawnCutover(t: Teardown, args: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<Spawned> {
   const argv = [...args];
   for (const flag of ['--port', '--admin-port']) {
     const i = argv.indexOf(flag);
@@ -154,7 +155,7 @@ export async function spawnCutover(t: Teardown, args: string[], env: Record<stri
   }
   const port = argv[argv.indexOf('--port') + 1];
   const adminPort = argv[argv.indexOf('--admin-port') + 1];
-  const child = spawn(process.execPath, [CLI, ...argv], {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...argv], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
