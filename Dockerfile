@@ -25,5 +25,5 @@ EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=2s --start-period=5s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "--min-semi-space-size=8", "dist/cli.js"]
+ENTRYPOINT ["node", "--min-semi-space-size=8", "--no-memory-reducer", "dist/cli.js"]
 CMD ["serve", "--routes", "/app/routes", "--flags", "/app/flags", "--port", "8080", "--admin-port", "9090"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --min-semi-space-size=8
+#!/usr/bin/env -S node --min-semi-space-size=8 --no-memory-reducer
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { cp, mkdir, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
